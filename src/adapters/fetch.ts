@@ -1,0 +1,23 @@
+import { createIdempotency, type Idempotency } from '../core/engine.js';
+import type { IdempotencyOptions } from '../core/options.js';
+import { type FetchHandler, handleFetch } from '../core/web.js';
+
+export type { HandlerContext } from '../core/execution.js';
+export type { FetchHandler } from '../core/web.js';
+
+/**
+ * Wraps a Web `Request → Response` handler (Next.js route handlers, Bun, Deno, Workers, Hono's
+ * `app.fetch`) so unsafe requests with an `Idempotency-Key` run once and retries get the replay.
+ * Pass options, or an engine from `createIdempotency()` to share one between handlers.
+ * @example
+ * export const POST = withIdempotency(async (req, ctx) => Response.json(await charge(req)), { store })
+ */
+export function withIdempotency(
+  handler: FetchHandler,
+  options: IdempotencyOptions | Idempotency,
+): (request: Request) => Promise<Response> {
+  const engine = 'begin' in options ? options : createIdempotency(options);
+  return function idempotentHandler(request: Request): Promise<Response> {
+    return handleFetch(engine, request, handler);
+  };
+}

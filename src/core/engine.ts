@@ -1,0 +1,304 @@
+import { randomBytes } from 'node:crypto';
+import type { ClaimResult, StoredRecord } from '../stores/types.js';
+import { readJsonStringField } from './canonical-json.js';
+import { monotonicNow, sleep } from './clock.js';
+import { isIdempotencyError, type ProblemCode } from './errors.js';
+import { type ExecuteDecision, startExecution } from './execution.js';
+import { createFingerprint, fingerprintMatches, type VersionedSecret } from './fingerprint.js';
+import { parseIdempotencyKey } from './key.js';
+import { DEFAULTS, type IdempotencyOptions, resolveOptions, waitMsOf } from './options.js';
+import { problemResponse } from './problem.js';
+import { type EngineRequest, headerValue, headerValues } from './request.js';
+import { type EngineResponse, toReplay } from './response.js';
+import { hashCredential, scopeHash } from './scope.js';
+import { withTimeout } from './store-call.js';
+
+export type Decision =
+  /** Not covered (method, or no key on an optional route): run the handler without idemkit. */
+  | { kind: 'bypass' }
+  /** Answer with `response` (a problem), do not run the handler. */
+  | { kind: 'reject'; code: ProblemCode; response: EngineResponse }
+  /** Answer with the stored result, do not run the handler. */
+  | { kind: 'replay'; key: string; response: EngineResponse }
+  | ExecuteDecision;
+
+export interface Idempotency {
+  /** Decides what to do with a request; expected states are values, never throws for them. */
+  begin(request: EngineRequest): Promise<Decision>;
+  /** The options as resolved (defaults filled in, frozen). */
+  readonly options: ReturnType<typeof resolveOptions>;
+  /** Stops the sweeper. The store is the caller's to close. */
+  close(): Promise<void>;
+}
+
+const BYPASS: Decision = Object.freeze({ kind: 'bypass' });
+const EMPTY = new Uint8Array(0);
+
+type KeyLookup = { status: 'absent' } | { status: 'invalid'; reason: string } | { status: 'ok'; key: string };
+
+/**
+ * Creates the framework-neutral engine: key → scope → claim → execute → store → replay.
+ * Adapters and the gateway translate requests into `begin()` and its decisions back.
+ * @example
+ * const idem = createIdempotency({ store: memoryStore() })
+ * const d = await idem.begin({ method: 'POST', path: '/charges', headers, body })
+ */
+export function createIdempotency(input: IdempotencyOptions): Idempotency {
+  const options = resolveOptions(input);
+  const { store } = options;
+  const emit = options.onEvent ?? (() => {});
+  const inFlight = new Map<string, number>();
+  const waiters = new Map<string, number>();
+  let secrets: readonly VersionedSecret[] | Promise<readonly VersionedSecret[]> =
+    options.secrets ?? loadStoreSecret();
+  let warnedAnonymous = false;
+
+  async function loadStoreSecret(): Promise<readonly VersionedSecret[]> {
+    const key = await (store.defaultSecret as () => Promise<string>)();
+    secrets = Object.freeze([{ version: 0, key }]);
+    return secrets;
+  }
+
+  const sweeper =
+    options.sweepIntervalMs > 0 ? setInterval(() => void sweep(), options.sweepIntervalMs) : undefined;
+  sweeper?.unref();
+
+  async function sweep(): Promise<void> {
+    try {
+      // Bounded per tick, so a huge backlog never monopolises the store.
+      for (let round = 0; round < 10; round++) {
+        if ((await store.sweep(DEFAULTS.sweepBatch)) < DEFAULTS.sweepBatch) return;
+      }
+    } catch (error) {
+      emit({ type: 'store-error', operation: 'sweep', error });
+    }
+  }
+
+  function reject(code: ProblemCode, detail?: string): Decision {
+    const response = problemResponse(code, detail);
+    emit({ type: 'reject', code, status: response.status });
+    return { kind: 'reject', code, response };
+  }
+
+  function findKey(request: EngineRequest): KeyLookup {
+    const values = headerValues(request.headers, options.keyHeader);
+    let carried: string | undefined;
+    if (values.length === 0 && options.keyQueryParam && request.query) {
+      carried = new URLSearchParams(request.query).get(options.keyQueryParam) ?? undefined;
+    }
+    if (values.length === 0 && carried === undefined && options.keyBodyField && request.body?.byteLength) {
+      carried = readJsonStringField(Buffer.from(request.body).toString('utf8'), options.keyBodyField);
+    }
+    if (values.length === 0 && carried === undefined) return { status: 'absent' };
+    // Other carriers hold the bare key itself, never an sf-string.
+    const parsed =
+      carried === undefined
+        ? parseIdempotencyKey(values, options.minKeyLength)
+        : parseIdempotencyKey([carried.includes('"') ? '\\' : carried], options.minKeyLength);
+    return parsed.ok ? { status: 'ok', key: parsed.key } : { status: 'invalid', reason: parsed.reason };
+  }
+
+  async function begin(request: EngineRequest): Promise<Decision> {
+    const method = request.method.toUpperCase();
+    if (!options.methods.has(method)) return BYPASS;
+    const found = findKey(request);
+    if (found.status === 'absent') {
+      return options.required(request) ? reject('missing-key', 'send an Idempotency-Key header') : BYPASS;
+    }
+    if (found.status === 'invalid') return reject('invalid-key', found.reason);
+    const body = request.body ?? EMPTY;
+    if (body.byteLength > options.maxBodyBytes) {
+      return reject('payload-too-large', `the body is larger than ${options.maxBodyBytes} bytes`);
+    }
+
+    const principal = options.principal
+      ? ((await options.principal(request.native, request)) ?? '')
+      : hashCredential(headerValue(request.headers, 'authorization'));
+    if (principal === '') {
+      if (options.requirePrincipal) return reject('principal-required', 'authenticate before sending a key');
+      warnAnonymousOnce();
+    }
+    const tenant = options.tenant ? ((await options.tenant(request.native, request)) ?? '') : '';
+    const key = scopeHash({ tenant, principal, method, path: request.path, key: found.key });
+
+    const slot = `${tenant.length}:${tenant}${principal}`;
+    const running = inFlight.get(slot) ?? 0;
+    if (running >= options.maxInFlightPerPrincipal) {
+      return reject('capacity', `at most ${options.maxInFlightPerPrincipal} keyed requests may run at once`);
+    }
+
+    const fingerprint = createFingerprint(
+      {
+        method,
+        path: request.path,
+        query: request.query ?? '',
+        contentType: headerValue(request.headers, 'content-type') ?? '',
+        headers: options.fingerprintHeaders.map((h) => [h, headerValue(request.headers, h) ?? '']),
+        body,
+      },
+      options.fingerprint,
+    );
+    const known = await secrets;
+    const claimant: Claimant = {
+      request,
+      key,
+      slot,
+      fingerprint,
+      secrets: known,
+      print: fingerprint.digest(known[0] as VersionedSecret),
+      leaseMs: options.leaseMs(request),
+      retentionMs: options.retentionMs(request),
+    };
+    return claimAndDecide(claimant, waitMsOf(options.waitMs(request)));
+  }
+
+  interface Claimant {
+    request: EngineRequest;
+    key: string;
+    slot: string;
+    fingerprint: ReturnType<typeof createFingerprint>;
+    secrets: readonly VersionedSecret[];
+    print: string;
+    leaseMs: number;
+    retentionMs: number;
+  }
+
+  async function claim(c: Claimant, token: string): Promise<ClaimResult> {
+    const request = {
+      key: c.key,
+      fingerprint: c.print,
+      token,
+      leaseMs: c.leaseMs,
+      retentionMs: c.retentionMs,
+    };
+    return withTimeout(
+      'claim',
+      () => store.claim(request),
+      options.storeTimeoutMs,
+      (late) => {
+        // Granted after we answered 503: free it now instead of blocking the key for a lease.
+        if (late.outcome === 'acquired') {
+          store.release({ key: c.key, token, retentionMs: c.retentionMs }).catch(() => {});
+        }
+      },
+    );
+  }
+
+  async function claimAndDecide(c: Claimant, waitMs: number): Promise<Decision> {
+    const deadline = monotonicNow() + waitMs;
+    let delay = 25;
+    let waiting = false;
+    try {
+      for (;;) {
+        const token = randomBytes(16).toString('hex');
+        let result: ClaimResult;
+        try {
+          result = await claim(c, token);
+        } catch (error) {
+          emit({ type: 'store-error', key: c.key, operation: 'claim', error });
+          if (options.failOpen) {
+            emit({ type: 'fail-open', key: c.key });
+            return BYPASS;
+          }
+          const code =
+            isIdempotencyError(error) && error.code === 'store-misconfigured' ? error.code : undefined;
+          return reject(code ?? 'store-unavailable', 'the request was not run; retry with the same key');
+        }
+        if (result.outcome === 'acquired') return execute(c, token, result.generation);
+        if (!matches(c, result.record)) {
+          emit({ type: 'mismatch', key: c.key });
+          return reject('key-reused', 'this key was used for a different request; use a new key');
+        }
+        if (result.outcome === 'completed') return completed(c.key, result.record);
+        if (samePrintUnderOldSecret(c, result.record)) continue;
+        const remaining = deadline - monotonicNow();
+        if (remaining <= 0 || (!waiting && !enterWait(c.key))) {
+          emit({ type: 'conflict', key: c.key, reason: 'in-progress' });
+          return reject('in-progress', 'the first request with this key is still running; retry later');
+        }
+        waiting = true;
+        await sleep(Math.min(delay, remaining));
+        delay = Math.min(delay * 2, 500);
+      }
+    } finally {
+      if (waiting) leaveWait(c.key);
+    }
+  }
+
+  function matches(c: Claimant, record: StoredRecord): boolean {
+    return record.fingerprint === c.print || fingerprintMatches(record.fingerprint, c.fingerprint, c.secrets);
+  }
+
+  /**
+   * A record signed with an older secret version is the same request, but the store compares
+   * fingerprints as strings for a takeover; claim again with the old version's digest, once.
+   */
+  function samePrintUnderOldSecret(c: Claimant, record: StoredRecord): boolean {
+    if (record.fingerprint === c.print) return false;
+    c.print = record.fingerprint;
+    return true;
+  }
+
+  function completed(key: string, record: StoredRecord): Decision {
+    if (record.state === 'uncertain') {
+      emit({ type: 'conflict', key, reason: 'outcome-uncertain' });
+      return reject('outcome-uncertain', 'the first attempt may have taken effect; check before retrying');
+    }
+    if (!record.response || record.response.bodyOmitted) {
+      emit({ type: 'conflict', key, reason: 'result-unavailable' });
+      return reject(
+        'result-unavailable',
+        'the first attempt completed, but its result was too large to keep',
+      );
+    }
+    emit({ type: 'replay', key, status: record.response.status });
+    return { kind: 'replay', key, response: toReplay(record.response) };
+  }
+
+  function execute(c: Claimant, token: string, generation: number): Decision {
+    inFlight.set(c.slot, (inFlight.get(c.slot) ?? 0) + 1);
+    return startExecution({
+      options,
+      request: c.request,
+      key: c.key,
+      token,
+      generation,
+      leaseMs: c.leaseMs,
+      retentionMs: c.retentionMs,
+      onFinish() {
+        const left = (inFlight.get(c.slot) ?? 1) - 1;
+        if (left <= 0) inFlight.delete(c.slot);
+        else inFlight.set(c.slot, left);
+      },
+    });
+  }
+
+  function enterWait(key: string): boolean {
+    const count = waiters.get(key) ?? 0;
+    if (count >= DEFAULTS.maxWaitersPerKey) return false;
+    waiters.set(key, count + 1);
+    return true;
+  }
+
+  function leaveWait(key: string): void {
+    const left = (waiters.get(key) ?? 1) - 1;
+    if (left <= 0) waiters.delete(key);
+    else waiters.set(key, left);
+  }
+
+  function warnAnonymousOnce(): void {
+    if (warnedAnonymous || options.principal) return;
+    warnedAnonymous = true;
+    options.onWarning(
+      'idemkit: keyed requests without an Authorization header share the anonymous principal; pass principal() or requirePrincipal: true',
+    );
+  }
+
+  return {
+    begin,
+    options,
+    async close() {
+      if (sweeper) clearInterval(sweeper);
+    },
+  };
+}

@@ -1,0 +1,206 @@
+import type { IdempotencyStore } from '../stores/types.js';
+import { monotonicNow, sleep } from './clock.js';
+import { IdempotencyError, isIdempotencyError, type ProblemCode } from './errors.js';
+import type { Disposition, ResolvedOptions } from './options.js';
+import { problemResponse } from './problem.js';
+import type { EngineRequest } from './request.js';
+import { type EngineResponse, markOriginal, toStoredResponse } from './response.js';
+import { downstreamKeyFor } from './scope.js';
+import { withTimeout } from './store-call.js';
+
+/** What a handler gets while it runs under a claim. */
+export interface HandlerContext {
+  /** Fires when the lease is lost (taken over, or unrenewable for a whole lease): stop before effects. */
+  readonly signal: AbortSignal;
+  /** The record's generation: rises on every takeover, so a foreign system can reject older writers. */
+  readonly fencingToken: number;
+  /** A key for foreign calls (payments, email), stable across retries and takeovers. */
+  downstreamKey(): string;
+  /** Marks that effects began: a failure then holds the key as `uncertain` instead of releasing it. */
+  effectsStarted(): void;
+}
+
+export interface CommitResult {
+  /** What to send: the handler's response marked as original, or a problem (409 `lease-lost`). */
+  response: EngineResponse;
+  disposition: Disposition | 'lease-lost';
+  /** False when the result could not be written yet (F3); a background flush keeps trying. */
+  durable: boolean;
+}
+
+export interface ExecuteDecision {
+  kind: 'execute';
+  key: string;
+  ctx: HandlerContext;
+  /** Call once with the handler's response. Persists it before you answer (item 5). */
+  commit(response: EngineResponse): Promise<CommitResult>;
+  /** Call once when the handler threw; answers a sanitised 500 (or `lease-lost`). */
+  abort(error?: unknown): Promise<CommitResult>;
+}
+
+export interface ExecutionParams {
+  options: ResolvedOptions;
+  request: EngineRequest;
+  key: string;
+  token: string;
+  generation: number;
+  leaseMs: number;
+  retentionMs: number;
+  /** Frees the per-principal in-flight slot. */
+  onFinish(): void;
+}
+
+const COMPLETE_ATTEMPTS = 2;
+
+/** Runs the claimed part of a request: heartbeat, abort on lease loss, and the final write. */
+export function startExecution(p: ExecutionParams): ExecuteDecision {
+  const { options, key, token } = p;
+  const store: IdempotencyStore = options.store;
+  const emit = options.onEvent ?? (() => {});
+  const controller = new AbortController();
+  let effectsStarted = false;
+  let leaseLost = false;
+  let finished = false;
+  let beating = false;
+  let lastRenewed = monotonicNow();
+
+  const heartbeat = setInterval(beat, Math.max(1, Math.floor(p.leaseMs / 3)));
+  heartbeat.unref();
+  emit({ type: 'execute', key, generation: p.generation });
+
+  async function beat(): Promise<void> {
+    if (beating || finished) return;
+    beating = true;
+    const sentAt = monotonicNow();
+    try {
+      const renewed = await withTimeout(
+        'heartbeat',
+        () => store.heartbeat({ key, token, leaseMs: p.leaseMs, retentionMs: p.retentionMs }),
+        options.storeTimeoutMs,
+      );
+      if (renewed) lastRenewed = sentAt;
+      else loseLease();
+    } catch (error) {
+      emit({ type: 'store-error', key, operation: 'heartbeat', error });
+      // Without a renewal for a whole lease we can no longer assume we hold the key.
+      if (monotonicNow() - lastRenewed >= p.leaseMs) loseLease();
+    } finally {
+      beating = false;
+    }
+  }
+
+  function loseLease(): void {
+    if (leaseLost) return;
+    leaseLost = true;
+    clearInterval(heartbeat);
+    emit({ type: 'lease-lost', key, generation: p.generation });
+    controller.abort(new IdempotencyError('lease-lost', 'the lease on this Idempotency-Key was lost'));
+  }
+
+  function settle(): void {
+    if (finished) throw new Error('idemkit: commit() or abort() was already called for this request');
+    finished = true;
+    clearInterval(heartbeat);
+  }
+
+  function leaseLostResult(): CommitResult {
+    return {
+      response: problemResponse('lease-lost', 'another attempt took over this key; retry with the same key'),
+      disposition: 'lease-lost',
+      durable: true,
+    };
+  }
+
+  async function finish(response: EngineResponse): Promise<CommitResult> {
+    try {
+      if (leaseLost) return leaseLostResult();
+      let disposition = options.classify(response, p.request);
+      if (disposition === 'release' && effectsStarted) disposition = 'uncertain';
+      if (disposition === 'store') return await storeResult(response);
+      const write = disposition === 'release' ? store.release : store.markUncertain;
+      const call = () => write.call(store, { key, token, retentionMs: p.retentionMs });
+      try {
+        const owned = await withTimeout(disposition, call, options.storeTimeoutMs);
+        if (!owned) {
+          emit({ type: 'lease-lost', key, generation: p.generation });
+          return leaseLostResult();
+        }
+      } catch (error) {
+        // A release that fails leaves the lease to run out; the retry then takes over.
+        emit({ type: 'store-error', key, operation: disposition, error });
+      }
+      emit({ type: disposition, key, status: response.status });
+      return { response: markOriginal(response), disposition, durable: true };
+    } finally {
+      p.onFinish();
+    }
+  }
+
+  async function storeResult(response: EngineResponse): Promise<CommitResult> {
+    const stored = toStoredResponse(response, options.replayAllowlist, options.maxStoredBytes);
+    const call = () => store.complete({ key, token, response: stored, retentionMs: p.retentionMs });
+    for (let attempt = 1; attempt <= COMPLETE_ATTEMPTS; attempt++) {
+      try {
+        if (!(await withTimeout('complete', call, options.storeTimeoutMs))) {
+          emit({ type: 'lease-lost', key, generation: p.generation });
+          return leaseLostResult();
+        }
+        return { response: markOriginal(response), disposition: 'store', durable: true };
+      } catch (error) {
+        emit({ type: 'store-error', key, operation: 'complete', error });
+        if (attempt < COMPLETE_ATTEMPTS) await sleep(50 * attempt);
+      }
+    }
+    // The response is the truth: send it, and keep writing it until the lease ends (F3).
+    emit({ type: 'non-durable', key });
+    void flushInBackground(call, lastRenewed + p.leaseMs);
+    return { response: markOriginal(response), disposition: 'store', durable: false };
+  }
+
+  async function flushInBackground(call: () => Promise<boolean>, deadline: number): Promise<void> {
+    let delay = 100;
+    while (monotonicNow() < deadline) {
+      await sleep(Math.min(delay, Math.max(1, deadline - monotonicNow())));
+      delay = Math.min(delay * 2, 2_000);
+      try {
+        const owned = await withTimeout('complete', call, options.storeTimeoutMs);
+        emit({ type: 'flushed', key, ok: owned });
+        return;
+      } catch (error) {
+        emit({ type: 'store-error', key, operation: 'complete', error });
+      }
+    }
+    emit({ type: 'flushed', key, ok: false });
+  }
+
+  return {
+    kind: 'execute',
+    key,
+    ctx: {
+      signal: controller.signal,
+      fencingToken: p.generation,
+      downstreamKey: () => downstreamKeyFor(key),
+      effectsStarted: () => {
+        effectsStarted = true;
+      },
+    },
+    commit(response) {
+      settle();
+      return finish(response);
+    },
+    abort(error) {
+      settle();
+      if (leaseLost) {
+        p.onFinish();
+        return Promise.resolve(leaseLostResult());
+      }
+      return finish(problemResponse(problemCodeOf(error), 'the request failed; retry with the same key'));
+    },
+  };
+}
+
+/** Errors idemkit itself raised (the gateway's upstream errors) keep their code; others are 500. */
+function problemCodeOf(error: unknown): ProblemCode {
+  if (isIdempotencyError(error) && error.status >= 500) return error.code;
+  return 'handler-error';
+}

@@ -1,0 +1,97 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { canonicalJson } from './canonical-json.js';
+import { IdempotencyConfigError } from './errors.js';
+
+/** A fingerprint secret with its version; records keep the version that made them. */
+export interface VersionedSecret {
+  version: number;
+  key: string;
+}
+
+export interface FingerprintInput {
+  method: string;
+  path: string;
+  /** The raw query string without `?`, or '' */
+  query: string;
+  contentType: string;
+  /** Selected request headers (`fingerprintHeaders`), name → value. */
+  headers: readonly [string, string][];
+  body: Uint8Array;
+}
+
+export interface FingerprintOptions {
+  excludeFields: readonly string[];
+  /** 'canonical' hashes canonical JSON for JSON bodies; 'raw' always hashes the bytes. */
+  bodyMode: 'canonical' | 'raw';
+}
+
+const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json$/;
+
+export function resolveSecrets(secret: string | readonly VersionedSecret[]): readonly VersionedSecret[] {
+  const list = typeof secret === 'string' ? [{ version: 1, key: secret }] : [...secret];
+  if (list.length === 0) throw new IdempotencyConfigError('secret: give at least one secret');
+  for (const s of list) {
+    if (!Number.isInteger(s.version) || s.version < 0) {
+      throw new IdempotencyConfigError(`secret: version must be a non-negative integer, got ${s.version}`);
+    }
+    if (typeof s.key !== 'string' || s.key.length < 16) {
+      throw new IdempotencyConfigError('secret: each key must be a string of at least 16 characters');
+    }
+  }
+  // The highest version signs new records; every listed version still verifies old ones.
+  return Object.freeze(list.sort((a, b) => b.version - a.version));
+}
+
+/**
+ * HMAC-SHA-256 fingerprints (reliability.md §4.1 item 5). A plain hash at rest would let a
+ * reader of the store guess low-entropy fields such as a PIN offline (S7); the server secret
+ * prevents that. The material is built once per request; digests for older secret versions are
+ * computed only when a record made with one turns up.
+ */
+export function createFingerprint(input: FingerprintInput, options: FingerprintOptions) {
+  const material = buildMaterial(input, options);
+  return {
+    /** `<version>:<base64url HMAC>` with the given secret. */
+    digest(secret: VersionedSecret): string {
+      return `${secret.version}:${createHmac('sha256', secret.key).update(material).digest('base64url')}`;
+    },
+  };
+}
+
+/** Constant-time comparison of a request against a stored fingerprint, by its secret version. */
+export function fingerprintMatches(
+  stored: string,
+  fingerprint: { digest(secret: VersionedSecret): string },
+  secrets: readonly VersionedSecret[],
+): boolean {
+  const version = Number(stored.slice(0, stored.indexOf(':')));
+  const secret = secrets.find((s) => s.version === version);
+  if (!secret) return false;
+  const a = Buffer.from(stored);
+  const b = Buffer.from(fingerprint.digest(secret));
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function buildMaterial(input: FingerprintInput, options: FingerprintOptions): Buffer {
+  const mediaType = input.contentType.split(';')[0]?.trim().toLowerCase() ?? '';
+  let bodyPart: Buffer | undefined;
+  if (options.bodyMode === 'canonical' && JSON_TYPE.test(mediaType) && input.body.byteLength > 0) {
+    const canonical = canonicalJson(Buffer.from(input.body).toString('utf8'), options.excludeFields);
+    if (canonical !== undefined) bodyPart = Buffer.from(`j${canonical}`, 'utf8');
+  }
+  bodyPart ??= Buffer.concat([Buffer.from('r'), input.body]);
+  const fields = [
+    input.method,
+    input.path,
+    input.query,
+    mediaType,
+    ...input.headers.flatMap(([n, v]) => [n.toLowerCase(), v]),
+  ];
+  const parts: Buffer[] = [];
+  for (const field of [...fields.map((f) => Buffer.from(f, 'utf8')), bodyPart]) {
+    const length = Buffer.allocUnsafe(4);
+    length.writeUInt32BE(field.length, 0);
+    parts.push(length, field);
+  }
+  return Buffer.concat(parts);
+}

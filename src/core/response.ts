@@ -1,0 +1,95 @@
+import { createHash } from 'node:crypto';
+import type { StoredResponse } from '../stores/types.js';
+
+/** A response as the engine sees it, whatever the framework: status, header lines, body bytes. */
+export interface EngineResponse {
+  status: number;
+  headers: [string, string][];
+  body: Uint8Array;
+}
+
+/**
+ * Headers a replay may carry (architecture.md §2 item 6). They describe the representation or
+ * the created resource, the same for every caller. Everything else, above all `set-cookie` and
+ * authentication headers, belongs to the moment and the caller and is neither stored nor
+ * replayed (S3).
+ */
+export const DEFAULT_REPLAY_HEADERS: readonly string[] = Object.freeze([
+  'content-type',
+  'content-language',
+  'content-encoding',
+  'vary',
+  'location',
+  'content-location',
+  'etag',
+  'last-modified',
+  'link',
+]);
+
+/** Never stored, even when configured: credentials and per-connection framing. */
+const NEVER_STORED = new Set([
+  'set-cookie',
+  'set-cookie2',
+  'authorization',
+  'proxy-authorization',
+  'www-authenticate',
+  'proxy-authenticate',
+  'cookie',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'date',
+  'idempotent-replayed',
+]);
+
+export function replayAllowlist(extra: readonly string[]): ReadonlySet<string> {
+  const names = [...DEFAULT_REPLAY_HEADERS, ...extra.map((n) => n.toLowerCase())];
+  return new Set(names.filter((n) => !NEVER_STORED.has(n)));
+}
+
+export const REPLAYED_HEADER = 'idempotent-replayed';
+
+/** Builds what the store keeps: allowlisted headers, and the body unless it is too large (F4). */
+export function toStoredResponse(
+  response: EngineResponse,
+  allowlist: ReadonlySet<string>,
+  maxStoredBytes: number,
+): StoredResponse {
+  const headers: [string, string][] = [];
+  for (const [name, value] of response.headers) {
+    const lower = name.toLowerCase();
+    if (allowlist.has(lower)) headers.push([lower, value]);
+  }
+  if (response.body.byteLength <= maxStoredBytes) {
+    return { status: response.status, headers, body: response.body };
+  }
+  return {
+    status: response.status,
+    headers,
+    body: new Uint8Array(0),
+    bodyOmitted: true,
+    bodySha256: createHash('sha256').update(response.body).digest('hex'),
+  };
+}
+
+/** The first answer: the handler's response as it was, marked as not replayed. */
+export function markOriginal(response: EngineResponse): EngineResponse {
+  return { ...response, headers: [...withoutReplayMarker(response.headers), [REPLAYED_HEADER, 'false']] };
+}
+
+/** A replay: stored status, identical body bytes, stored headers, marker and `no-store`. */
+export function toReplay(stored: StoredResponse): EngineResponse {
+  const headers: [string, string][] = stored.headers.filter(([n]) => n !== 'cache-control');
+  headers.push([REPLAYED_HEADER, 'true'], ['cache-control', 'no-store']);
+  return { status: stored.status, headers, body: stored.body };
+}
+
+function withoutReplayMarker(headers: [string, string][]): [string, string][] {
+  return headers.filter(([n]) => n.toLowerCase() !== REPLAYED_HEADER);
+}
+
+/** Statuses whose responses must not carry a body (RFC 9110). */
+export function isNullBodyStatus(status: number): boolean {
+  return status === 101 || status === 103 || status === 204 || status === 205 || status === 304;
+}
