@@ -1,6 +1,6 @@
 import { createIdempotency, type Idempotency } from '../core/engine.js';
 import type { IdempotencyOptions } from '../core/options.js';
-import { type FetchHandler, handleFetch } from '../core/web.js';
+import type { FetchHandler } from '../core/web.js';
 
 export type { HandlerContext } from '../core/execution.js';
 export type { FetchHandler } from '../core/web.js';
@@ -18,6 +18,6 @@ export function withIdempotency(
 ): (request: Request) => Promise<Response> {
   const engine = 'begin' in options ? options : createIdempotency(options);
   return function idempotentHandler(request: Request): Promise<Response> {
-    return handleFetch(engine, request, handler);
+    return engine.handle(request, handler);
   };
 }

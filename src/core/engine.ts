@@ -12,6 +12,7 @@ import { type EngineRequest, headerValue, headerValues } from './request.js';
 import { type EngineResponse, toReplay } from './response.js';
 import { hashCredential, scopeHash } from './scope.js';
 import { withTimeout } from './store-call.js';
+import { type FetchHandler, handleFetch } from './web.js';
 
 export type Decision =
   /** Not covered (method, or no key on an optional route): run the handler without idemkit. */
@@ -25,6 +26,8 @@ export type Decision =
 export interface Idempotency {
   /** Decides what to do with a request; expected states are values, never throws for them. */
   begin(request: EngineRequest): Promise<Decision>;
+  /** The whole flow for a Web `Request → Response` handler (what `idemkit/fetch` uses). */
+  handle(request: Request, handler: FetchHandler, native?: unknown): Promise<Response>;
   /** The options as resolved (defaults filled in, frozen). */
   readonly options: ReturnType<typeof resolveOptions>;
   /** Stops the sweeper. The store is the caller's to close. */
@@ -294,11 +297,13 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
     );
   }
 
-  return {
+  const engine: Idempotency = {
     begin,
     options,
+    handle: (request, handler, native) => handleFetch(engine, request, handler, native),
     async close() {
       if (sweeper) clearInterval(sweeper);
     },
   };
+  return engine;
 }
