@@ -1,0 +1,268 @@
+import { IdempotencyConfigError, StoreMisconfiguredError, StoreUnavailableError } from '../core/errors.js';
+import { withTimeout } from '../core/store-call.js';
+import { detectClient, type RedisArgument, type RedisClientLike } from './redis-clients.js';
+import {
+  CLAIM,
+  COMPLETE,
+  HEARTBEAT,
+  MARK_UNCERTAIN,
+  RECORD_FIELDS,
+  RELEASE,
+  type RedisScript,
+} from './redis-scripts.js';
+import { decodeResponse, encodeResponse } from './response-codec.js';
+import { type ClaimResult, type IdempotencyStore, RecordState, type StoredRecord } from './types.js';
+
+export type {
+  IoRedisClusterLike,
+  IoRedisLike,
+  NodeRedisClientLike,
+  NodeRedisClusterLike,
+  RedisClientLike,
+} from './redis-clients.js';
+
+export interface RedisStoreOptions {
+  /**
+   * The app's connected client: node-redis 5 (`createClient`, `createCluster`) or ioredis 5
+   * (`Redis`, `Cluster`). The store never connects or quits it. While Redis is down, clients queue
+   * commands by default; the store's timer answers anyway, but a queued claim may still run on
+   * reconnect (the store then releases it). Prefer `disableOfflineQueue: true` (node-redis) or
+   * `enableOfflineQueue: false` with `maxRetriesPerRequest: 1` (ioredis), and an `'error'` listener.
+   */
+  client: RedisClientLike;
+  /** Prepended to every record key; must not contain `{` or `}`. @default 'idemkit:' */
+  prefix?: string;
+  /** Bound on every call, whatever the client's own settings. @default 2_000 */
+  commandTimeoutMs?: number;
+  /**
+   * What `check()` does when `maxmemory-policy` is not `noeviction` (eviction would silently drop
+   * records, so a retry would run twice): throw `StoreMisconfiguredError`, or warn.
+   * @default 'refuse'
+   */
+  onUnsafeConfig?: 'refuse' | 'warn';
+  /**
+   * `WAIT replicas timeoutMs` after a claim and after a completion, for replicated setups. Best
+   * effort (Redis may still lose acknowledged writes on failover): a shortfall is warned, not thrown.
+   * @default undefined (no WAIT)
+   */
+  wait?: { replicas: number; timeoutMs: number };
+  /** Receives warnings (unsafe config in warn mode, CONFIG forbidden, WAIT shortfall). @default process.emitWarning */
+  onWarning?: (message: string) => void;
+}
+
+/**
+ * A store on Redis (standalone or Cluster): one Lua script per operation, deadlines from Redis
+ * `TIME`, records as hashes that Redis expires at `expiresAt` (so `sweep` has nothing to do).
+ * @example
+ * const idem = createIdempotency({ store: redisStore({ client }), secret: process.env.IDEMKIT_SECRET })
+ */
+export function redisStore(options: RedisStoreOptions): IdempotencyStore {
+  const config = Object.freeze({
+    sender: detectClient(options.client),
+    prefix: options.prefix ?? 'idemkit:',
+    commandTimeoutMs: options.commandTimeoutMs ?? 2_000,
+    onUnsafeConfig: options.onUnsafeConfig ?? 'refuse',
+    wait: options.wait === undefined ? undefined : Object.freeze({ ...options.wait }),
+    onWarning: options.onWarning ?? ((m: string) => process.emitWarning(m, 'IdemkitWarning')),
+  });
+  if (/[{}]/.test(config.prefix)) {
+    throw new IdempotencyConfigError('redisStore: prefix must not contain { or } (they pick the hash slot)');
+  }
+  if (!Number.isInteger(config.commandTimeoutMs) || config.commandTimeoutMs < 1) {
+    throw new IdempotencyConfigError('redisStore: commandTimeoutMs must be a positive integer');
+  }
+  if (!['refuse', 'warn'].includes(config.onUnsafeConfig)) {
+    throw new IdempotencyConfigError(`redisStore: onUnsafeConfig must be 'refuse' or 'warn'`);
+  }
+  const { sender, prefix, commandTimeoutMs, wait, onWarning } = config;
+  let lastWaitWarning = Number.NEGATIVE_INFINITY;
+
+  // The braces make the whole engine key the hash tag: one slot per record in a Cluster.
+  const recordKey = (key: string) => `${prefix}{${key}}`;
+
+  function command(op: string, key: string, args: RedisArgument[], onLate?: (reply: unknown) => void) {
+    const call = () =>
+      sender.send(key, args).catch((error: unknown) => Promise.reject(unavailable(op, error)));
+    return withTimeout(`redis ${op}`, call, commandTimeoutMs, onLate);
+  }
+
+  // EVALSHA first; a node that lost its script cache (restart, failover, SCRIPT FLUSH, a new
+  // Cluster primary) answers NOSCRIPT, and EVAL both runs and caches the script there.
+  async function evalScript(
+    s: RedisScript,
+    key: string,
+    args: RedisArgument[],
+    onLate?: (r: unknown) => void,
+  ) {
+    const rk = recordKey(key);
+    try {
+      return await command(s.name, rk, ['EVALSHA', s.sha, '1', rk, ...args], onLate);
+    } catch (error) {
+      if (!/NOSCRIPT/.test(messageOf((error as Error).cause))) throw error;
+      return command(s.name, rk, ['EVAL', s.source, '1', rk, ...args], onLate);
+    }
+  }
+
+  async function waitForReplicas(key: string): Promise<void> {
+    if (!wait) return;
+    const acked = await command('wait', recordKey(key), [
+      'WAIT',
+      String(wait.replicas),
+      String(wait.timeoutMs),
+    ]);
+    if (typeof acked === 'number' && acked < wait.replicas && Date.now() - lastWaitWarning > 60_000) {
+      lastWaitWarning = Date.now();
+      onWarning(
+        `idemkit redis: WAIT reached ${acked} of ${wait.replicas} replicas within ${wait.timeoutMs} ms`,
+      );
+    }
+  }
+
+  async function owned(s: RedisScript, key: string, args: RedisArgument[]): Promise<boolean> {
+    return (await evalScript(s, key, args)) === 1;
+  }
+
+  return {
+    name: 'redis',
+
+    // See the lease timeline above ClaimResult in types.ts; the predicate is in the CLAIM script.
+    async claim(request): Promise<ClaimResult> {
+      const args = [request.fingerprint, request.token, String(request.leaseMs), String(request.retentionMs)];
+      // A claim that lands after our timeout (a queued command on reconnect) holds the key for a
+      // caller that already got a 503: give it back at once.
+      const releaseLate = (reply: unknown) => {
+        if (!Array.isArray(reply) || reply[0] !== 1) return;
+        const release = [request.token, String(request.retentionMs)];
+        evalScript(RELEASE, request.key, release).catch(() => {});
+      };
+      const reply = await evalScript(CLAIM, request.key, args, releaseLate);
+      if (!Array.isArray(reply)) throw unexpected('claim', reply);
+      if (reply[0] === 1) {
+        await waitForReplicas(request.key);
+        return { outcome: 'acquired', generation: toInt(reply[1]) };
+      }
+      const record = toRecord(request.key, reply.slice(1));
+      if (!record) throw unexpected('claim', reply);
+      return { outcome: record.state === RecordState.InProgress ? 'in_progress' : 'completed', record };
+    },
+
+    heartbeat: (r) => owned(HEARTBEAT, r.key, [r.token, String(r.leaseMs), String(r.retentionMs)]),
+
+    async complete(r): Promise<boolean> {
+      const blob = Buffer.from(encodeResponse(r.response));
+      const done = await owned(COMPLETE, r.key, [r.token, blob, String(r.retentionMs)]);
+      if (done) await waitForReplicas(r.key);
+      return done;
+    },
+
+    release: (r) => owned(RELEASE, r.key, [r.token, String(r.retentionMs)]),
+    markUncertain: (r) => owned(MARK_UNCERTAIN, r.key, [r.token, String(r.retentionMs)]),
+
+    async get(key: string): Promise<StoredRecord | undefined> {
+      const rk = recordKey(key);
+      const reply = await command('get', rk, ['HMGET', rk, ...RECORD_FIELDS]);
+      if (!Array.isArray(reply)) throw unexpected('get', reply);
+      return toRecord(key, reply);
+    },
+
+    async delete(key: string): Promise<boolean> {
+      const rk = recordKey(key);
+      return (await command('delete', rk, ['DEL', rk])) === 1;
+    },
+
+    // Every write sets PEXPIREAT to expiresAt, so Redis deletes expired records itself.
+    async sweep(): Promise<number> {
+      return 0;
+    },
+
+    async check(): Promise<void> {
+      let replies: unknown[];
+      try {
+        replies = await withTimeout(
+          'redis check',
+          () => sender.eachPrimary(['CONFIG', 'GET', 'maxmemory-policy']),
+          commandTimeoutMs,
+        );
+      } catch (error) {
+        // Only a refusal by the server (managed Redis often forbids CONFIG) is a warning; we cannot
+        // prove the policy then, so say so and go on. A Redis that does not answer is unavailable.
+        if (!/^(ERR|NOPERM)\b/.test(messageOf(error))) throw unavailable('check', error);
+        onWarning(
+          `idemkit redis: cannot read maxmemory-policy (${messageOf(error)}); make sure it is noeviction`,
+        );
+        return;
+      }
+      for (const reply of replies) {
+        const policy = configValue(reply, 'maxmemory-policy');
+        if (policy === 'noeviction') continue;
+        const message = `idemkit redis: maxmemory-policy is ${policy ?? 'unknown'}, not noeviction: Redis may evict records under memory pressure and a retry would run again`;
+        if (config.onUnsafeConfig === 'refuse') throw new StoreMisconfiguredError(message);
+        onWarning(message);
+        return;
+      }
+    },
+
+    // The client is the app's; cached script hashes live in Redis, nothing to free here.
+    async close(): Promise<void> {},
+  };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function unavailable(op: string, error: unknown): StoreUnavailableError {
+  return new StoreUnavailableError(`redis ${op} failed: ${messageOf(error)}`, { cause: error });
+}
+
+function unexpected(op: string, reply: unknown): StoreUnavailableError {
+  return new StoreUnavailableError(`redis ${op} returned an unexpected reply: ${String(reply).slice(0, 80)}`);
+}
+
+function text(value: unknown): string | undefined {
+  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number') return String(value);
+  return undefined;
+}
+
+function toInt(value: unknown): number {
+  const n = Number(text(value));
+  if (!Number.isSafeInteger(n))
+    throw new StoreUnavailableError(`redis returned a bad integer: ${String(value)}`);
+  return n;
+}
+
+/** [st, fp, gen, lu, ea, ca, co, resp] as HMGET or the claim script returns them. */
+function toRecord(key: string, fields: unknown[]): StoredRecord | undefined {
+  const [st, fp, gen, lu, ea, ca, co, resp] = fields;
+  const state = text(st);
+  const fingerprint = text(fp);
+  if (state === undefined || fingerprint === undefined) return undefined;
+  const record: StoredRecord = {
+    key,
+    state: state as StoredRecord['state'],
+    fingerprint,
+    generation: toInt(gen),
+    leaseUntil: toInt(lu),
+    expiresAt: toInt(ea),
+    createdAt: toInt(ca),
+    completedAt: co === null || co === undefined ? null : toInt(co),
+  };
+  if (state === RecordState.Completed && resp instanceof Uint8Array) record.response = decodeResponse(resp);
+  return record;
+}
+
+/** CONFIG GET answers a flat array (RESP2) or a map (RESP3: an object or a Map). */
+function configValue(reply: unknown, name: string): string | undefined {
+  if (Array.isArray(reply)) {
+    for (let i = 0; i + 1 < reply.length; i += 2) if (text(reply[i]) === name) return text(reply[i + 1]);
+    return undefined;
+  }
+  if (reply instanceof Map) {
+    for (const [k, v] of reply) if (text(k) === name) return text(v);
+    return undefined;
+  }
+  if (typeof reply === 'object' && reply !== null) return text((reply as Record<string, unknown>)[name]);
+  return undefined;
+}
