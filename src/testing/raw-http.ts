@@ -46,7 +46,8 @@ export function rawRequest(
         reject(error);
       }
     });
-    socket.end(Buffer.concat([head, body]));
+    // No half-close: like real clients, wait for the server's answer and its `connection: close`.
+    socket.write(Buffer.concat([head, body]));
   });
 }
 

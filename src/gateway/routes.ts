@@ -1,0 +1,59 @@
+import type { GatewayConfig, GatewayRoute } from './types.js';
+
+/** A route with everything resolved against the top-level settings. */
+export interface ResolvedRoute {
+  methods: ReadonlySet<string>;
+  required: boolean;
+  principalHeader: string;
+  leaseMs: number;
+  retentionMs: number;
+  waitMs: number;
+  onUpstreamFailure: 'release' | 'uncertain';
+}
+
+const DEFAULT_METHODS = ['POST', 'PATCH'];
+
+/** `/orders/*` → `^/orders/.+$`; everything else matches literally. */
+function compile(pattern: string): RegExp {
+  const escaped = pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.+');
+  return new RegExp(`^${escaped}$`);
+}
+
+/** First match wins; a request that matches no route gets the top-level settings. */
+export function createRouteMatcher(config: GatewayConfig): (method: string, path: string) => ResolvedRoute {
+  const resolve = (route: Partial<GatewayRoute>): ResolvedRoute =>
+    Object.freeze({
+      methods: new Set((route.methods ?? DEFAULT_METHODS).map((m) => m.toUpperCase())),
+      required: route.required ?? true,
+      principalHeader: (route.principalHeader ?? config.principalHeader).toLowerCase(),
+      leaseMs: route.leaseMs ?? config.leaseMs,
+      retentionMs: route.retentionMs ?? config.retentionMs,
+      waitMs: route.waitMs ?? config.waitMs,
+      onUpstreamFailure: route.onUpstreamFailure ?? 'release',
+    });
+  const fallback = resolve({});
+  const compiled = config.routes.map((route) => ({
+    pattern: compile(route.path),
+    // A rule that names methods applies to those methods only; without, to any method.
+    appliesTo: route.methods ? new Set(route.methods.map((m) => m.toUpperCase())) : undefined,
+    route: resolve(route),
+  }));
+  return function matchRoute(method: string, path: string): ResolvedRoute {
+    for (const entry of compiled) {
+      if (
+        entry.pattern.test(path) &&
+        (!entry.appliesTo || entry.appliesTo.has(method) || entry.appliesTo.size === 0)
+      ) {
+        return entry.route;
+      }
+    }
+    return fallback;
+  };
+}
+
+/** Every method any route covers: the engine's `methods`. */
+export function coveredMethods(config: GatewayConfig): string[] {
+  const all = new Set(DEFAULT_METHODS);
+  for (const route of config.routes) for (const m of route.methods ?? []) all.add(m.toUpperCase());
+  return [...all];
+}

@@ -1,0 +1,213 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createIdempotency } from '../core/engine.js';
+import { isIdempotencyError } from '../core/errors.js';
+import { problemResponse } from '../core/problem.js';
+import { type EngineRequest, headerValue } from '../core/request.js';
+import { type EngineResponse, isNullBodyStatus } from '../core/response.js';
+import { hashCredential } from '../core/scope.js';
+import { createGatewayMetrics } from './metrics.js';
+import { createUpstream, groupHeaders } from './proxy.js';
+import { coveredMethods, createRouteMatcher, type ResolvedRoute } from './routes.js';
+import type { GatewayLogger, RunningGateway, StartGatewayOptions } from './types.js';
+
+const SILENT: GatewayLogger = { info() {}, warn() {}, error() {}, debug() {} };
+
+interface Native {
+  req: IncomingMessage;
+  route: ResolvedRoute;
+}
+
+const routeOf = (request: EngineRequest): ResolvedRoute => (request.native as Native).route;
+
+/**
+ * `idemkit gateway`: a reverse proxy that gives any HTTP API the contract of architecture.md §2.
+ * Covered requests are buffered (up to `maxBodyBytes`), claimed, forwarded once with a derived
+ * `Idempotency-Key`, stored and replayed; everything else streams through untouched.
+ */
+export async function startGateway({
+  config,
+  store,
+  logger = SILENT,
+  onEvent,
+  engine: overrides = {},
+}: StartGatewayOptions): Promise<RunningGateway> {
+  const metrics = createGatewayMetrics();
+  const matchRoute = createRouteMatcher(config);
+  const upstream = createUpstream(config.upstream, config.upstreamTimeoutMs);
+  const engine = createIdempotency({
+    ...(config.secret === undefined ? {} : { secret: config.secret }),
+    methods: coveredMethods(config),
+    required: (req) => routeOf(req).required,
+    principal: (_native, req) => hashCredential(headerValue(req.headers, routeOf(req).principalHeader)),
+    ...(config.tenantHeader === undefined
+      ? {}
+      : {
+          tenant: (_native: unknown, req: EngineRequest) =>
+            headerValue(req.headers, config.tenantHeader as string),
+        }),
+    requirePrincipal: config.requirePrincipal,
+    leaseMs: (req) => routeOf(req).leaseMs,
+    retentionMs: (req) => routeOf(req).retentionMs,
+    wait: (req) => routeOf(req).waitMs,
+    maxBodyBytes: config.maxBodyBytes,
+    maxStoredBytes: config.maxStoredBytes,
+    storeTimeoutMs: config.storeTimeoutMs,
+    replayHeaders: config.replayHeaders,
+    onWarning: (message) => logger.warn({}, message),
+    ...overrides,
+    store: metrics.timed(overrides.store ?? store),
+    onEvent(event) {
+      metrics.observe(event);
+      onEvent?.(event);
+      overrides.onEvent?.(event);
+      if (event.type === 'store-error' || event.type === 'lease-lost' || event.type === 'non-durable') {
+        const { error, ...rest } = event as { error?: unknown };
+        logger.warn({ ...rest, error: error instanceof Error ? error.message : undefined }, event.type);
+      }
+    },
+  });
+
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
+  const server = createServer((req, res) => {
+    inFlight++;
+    res.once('close', () => {
+      inFlight--;
+      if (inFlight === 0) drained?.();
+    });
+    handle(req, res).catch((error: unknown) => {
+      logger.error({ error: error instanceof Error ? error.message : String(error) }, 'request failed');
+      if (!res.headersSent) send(res, problemResponse('upstream-unavailable'));
+      else res.destroy();
+    });
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const method = (req.method ?? 'GET').toUpperCase();
+    const url = new URL(req.url ?? '/', 'http://gateway');
+    if (url.pathname.startsWith('/_idemkit/')) return admin(url.pathname, res);
+    const route = matchRoute(method, url.pathname);
+    if (!route.methods.has(method)) return upstream.streamThrough(req, res);
+
+    const body = await readLimited(req, config.maxBodyBytes);
+    if (body === undefined) return send(res, problemResponse('payload-too-large'), true);
+    const decision = await engine.begin({
+      method,
+      path: url.pathname,
+      query: url.search.slice(1),
+      headers: req.headersDistinct,
+      body,
+      native: { req, route } satisfies Native,
+    });
+    switch (decision.kind) {
+      case 'bypass':
+        return send(res, await upstream.forward(req, body, undefined));
+      case 'reject':
+      case 'replay':
+        return send(res, decision.response);
+      case 'execute': {
+        // The upstream may act before it fails; on such routes a failure holds the key (F5).
+        if (route.onUpstreamFailure === 'uncertain') decision.ctx.effectsStarted();
+        const key =
+          config.forwardKey === 'derived'
+            ? decision.ctx.downstreamKey()
+            : config.forwardKey === 'original'
+              ? headerValue(req.headersDistinct, 'idempotency-key')
+              : undefined;
+        let upstreamResponse: EngineResponse;
+        try {
+          upstreamResponse = await upstream.forward(req, body, key);
+        } catch (error) {
+          logger.warn(
+            { key: decision.key, error: isIdempotencyError(error) ? error.code : 'error' },
+            'upstream failed',
+          );
+          return send(res, (await decision.abort(error)).response);
+        }
+        return send(res, (await decision.commit(upstreamResponse)).response);
+      }
+    }
+  }
+
+  async function admin(path: string, res: ServerResponse): Promise<void> {
+    if (path === '/_idemkit/metrics') {
+      res.writeHead(200, { 'content-type': metrics.registry.contentType });
+      res.end(await metrics.registry.metrics());
+      return;
+    }
+    if (path === '/_idemkit/health') {
+      const healthy = await storeHealthy();
+      res.writeHead(healthy ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify({ status: healthy ? 'ok' : 'store-unavailable', store: store.name }));
+      return;
+    }
+    send(res, { status: 404, headers: [['content-type', 'text/plain']], body: Buffer.from('not found') });
+  }
+
+  async function storeHealthy(): Promise<boolean> {
+    const probe = store.check ? store.check() : store.get('0'.repeat(64));
+    const timeout = new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error('timeout')), config.storeTimeoutMs).unref(),
+    );
+    return Promise.race([probe, timeout]).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  logger.info({ url, upstream: config.upstream, store: store.name }, 'idemkit gateway listening');
+
+  return {
+    url,
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      if (inFlight > 0) {
+        await Promise.race([
+          new Promise<void>((resolve) => {
+            drained = resolve;
+          }),
+          new Promise((resolve) => setTimeout(resolve, config.drainMs).unref()),
+        ]);
+      }
+      server.closeAllConnections();
+      await closed;
+      await engine.close();
+      await upstream.close();
+    },
+  };
+}
+
+function send(res: ServerResponse, response: EngineResponse, closeConnection = false): void {
+  const headers = groupHeaders(response.headers);
+  if (!isNullBodyStatus(response.status)) headers['content-length'] = String(response.body.byteLength);
+  if (closeConnection) headers.connection = 'close';
+  res.writeHead(response.status, headers);
+  res.end(response.body);
+}
+
+/** Reads a covered body, or `undefined` once it passes `maxBytes` (S9: never buffer past the limit). */
+function readLimited(req: IncomingMessage, maxBytes: number): Promise<Uint8Array | undefined> {
+  if (Number(req.headers['content-length'] ?? 0) > maxBytes) return Promise.resolve(undefined);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    req.on('data', (chunk: Buffer) => {
+      total += chunk.length;
+      if (total > maxBytes) {
+        req.removeAllListeners('data');
+        req.pause();
+        resolve(undefined);
+      } else chunks.push(chunk);
+    });
+    req.once('end', () => resolve(Buffer.concat(chunks, total)));
+    req.once('error', reject);
+  });
+}

@@ -1,0 +1,94 @@
+import type { IdempotencyEvent } from '../core/events.js';
+import type { IdempotencyOptions } from '../core/options.js';
+import type { IdempotencyStore } from '../stores/types.js';
+
+/**
+ * One per-route rule of the gateway's config file. Routes match by path pattern (`/charges`,
+ * `/orders/*`: `*` matches one or more characters) and, when `methods` is given, by method;
+ * the first match wins. A request that matches no route uses the top-level settings.
+ */
+export interface GatewayRoute {
+  path: string;
+  /** Covered methods on this route; `[]` passes the route through untouched. @default ['POST', 'PATCH'] */
+  methods?: string[];
+  required?: boolean;
+  /** Header whose value (hashed) is the principal. @default the top-level principalHeader */
+  principalHeader?: string;
+  leaseMs?: number;
+  retentionMs?: number;
+  /** Hold concurrent duplicates up to this long; 0 answers 409 at once. */
+  waitMs?: number;
+  /** `release` (default): an upstream failure frees the key; `uncertain` holds it (409). */
+  onUpstreamFailure?: 'release' | 'uncertain';
+}
+
+/** The gateway's whole configuration after flags, environment and config file are merged. */
+export interface GatewayConfig {
+  upstream: string;
+  host: string;
+  port: number;
+  /** Store URL: `sqlite:./path.db`, `memory:`, `postgres://…`, `redis://…`, `redis-cluster://h:p,h:p`. */
+  store: string;
+  /** Fingerprint secret; required for PostgreSQL and Redis, generated and kept for SQLite. */
+  secret?: string;
+  principalHeader: string;
+  tenantHeader?: string;
+  requirePrincipal: boolean;
+  leaseMs: number;
+  retentionMs: number;
+  waitMs: number;
+  maxBodyBytes: number;
+  maxStoredBytes: number;
+  storeTimeoutMs: number;
+  upstreamTimeoutMs: number;
+  drainMs: number;
+  /** What the upstream receives as Idempotency-Key. */
+  forwardKey: 'derived' | 'original' | 'none';
+  replayHeaders: string[];
+  routes: GatewayRoute[];
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent';
+}
+
+export const GATEWAY_DEFAULTS = Object.freeze({
+  host: '127.0.0.1',
+  port: 8787,
+  store: 'sqlite:./.idemkit/idemkit.db',
+  principalHeader: 'authorization',
+  requirePrincipal: false,
+  leaseMs: 30_000,
+  retentionMs: 86_400_000,
+  waitMs: 0,
+  maxBodyBytes: 1_048_576,
+  maxStoredBytes: 1_048_576,
+  storeTimeoutMs: 1_000,
+  upstreamTimeoutMs: 30_000,
+  drainMs: 10_000,
+  forwardKey: 'derived' as const,
+  logLevel: 'info' as const,
+});
+
+/** Minimal logger shape (pino fits); the gateway logs hashed keys only. */
+export interface GatewayLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+export interface StartGatewayOptions {
+  config: GatewayConfig;
+  /** An opened store (see `openStore`); the caller closes it after `close()`. */
+  store: IdempotencyStore;
+  logger?: GatewayLogger;
+  /** Extra event sink, e.g. the demo's counters. */
+  onEvent?: (event: IdempotencyEvent) => void;
+  /** Engine options that override what the config derives (embedding, the contract suite). */
+  engine?: Partial<IdempotencyOptions>;
+}
+
+export interface RunningGateway {
+  /** `http://host:port` */
+  url: string;
+  /** Stops accepting, drains in-flight requests up to `drainMs`, then closes the upstream pool. */
+  close(): Promise<void>;
+}
