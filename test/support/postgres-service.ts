@@ -1,0 +1,34 @@
+import pg from 'pg';
+
+/*
+ * Pools on the shared PostgreSQL (POSTGRES_URL, default 127.0.0.1:5432 database test) and a
+ * random table per suite, dropped at the end. An unreachable server fails the test with how to
+ * start it; nothing is skipped (conventions §7.4).
+ */
+
+export const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const START = 'start it with: pg_ctlcluster 15 main start (trust auth, database test; or set POSTGRES_URL)';
+
+export async function postgresPool(config: pg.PoolConfig = {}): Promise<pg.Pool> {
+  const pool = new pg.Pool({ connectionString: POSTGRES_URL, connectionTimeoutMillis: 3_000, ...config });
+  // Idle clients whose server went away emit 'error' on the pool; outage tests cause that.
+  pool.on('error', () => {});
+  try {
+    await pool.query('SELECT 1');
+  } catch (error) {
+    await pool.end().catch(() => {});
+    throw new Error(
+      `PostgreSQL is not reachable at ${config.connectionString ?? POSTGRES_URL} (${(error as Error).message}); ${START}`,
+    );
+  }
+  return pool;
+}
+
+/** A fresh table name for one suite; drop it with `dropTable`. */
+export function randomTable(name: string): string {
+  return `idemkit_test_${name}_${Math.random().toString(36).slice(2, 10)}`;
+}
+
+export async function dropTable(pool: pg.Pool, table: string): Promise<void> {
+  await pool.query(`DROP TABLE IF EXISTS "${table}"`);
+}
