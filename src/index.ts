@@ -31,9 +31,12 @@ export {
   type CompleteRequest,
   type HeartbeatRequest,
   type IdempotencyStore,
+  isTransactionalStore,
   type MarkUncertainRequest,
   RecordState,
   type ReleaseRequest,
   type StoredRecord,
   type StoredResponse,
+  type StoreTransaction,
+  type TransactionalStore,
 } from './stores/types.js';

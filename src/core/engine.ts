@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { ClaimResult, StoredRecord } from '../stores/types.js';
+import type { ClaimResult, StoredRecord, StoreTransaction, TransactionalStore } from '../stores/types.js';
 import { readJsonStringField } from './canonical-json.js';
 import { monotonicNow, sleep } from './clock.js';
 import { isIdempotencyError, type ProblemCode } from './errors.js';
@@ -207,7 +207,7 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
             isIdempotencyError(error) && error.code === 'store-misconfigured' ? error.code : undefined;
           return reject(code ?? 'store-unavailable', 'the request was not run; retry with the same key');
         }
-        if (result.outcome === 'acquired') return execute(c, token, result.generation);
+        if (result.outcome === 'acquired') return await execute(c, token, result.generation);
         if (!matches(c, result.record)) {
           emit({ type: 'mismatch', key: c.key });
           return reject('key-reused', 'this key was used for a different request; use a new key');
@@ -258,7 +258,23 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
     return { kind: 'replay', key, response: toReplay(record.response) };
   }
 
-  function execute(c: Claimant, token: string, generation: number): Decision {
+  async function execute(c: Claimant, token: string, generation: number): Promise<Decision> {
+    let transaction: StoreTransaction | undefined;
+    if (options.transactional) {
+      const open = () => (store as TransactionalStore).beginTransaction({ key: c.key, token });
+      try {
+        transaction = await withTimeout(
+          'begin',
+          open,
+          options.storeTimeoutMs,
+          (late) => void late.rollback(),
+        );
+      } catch (error) {
+        emit({ type: 'store-error', key: c.key, operation: 'begin', error });
+        await store.release({ key: c.key, token, retentionMs: c.retentionMs }).catch(() => {});
+        return reject('store-unavailable', 'the request was not run; retry with the same key');
+      }
+    }
     inFlight.set(c.slot, (inFlight.get(c.slot) ?? 0) + 1);
     return startExecution({
       options,
@@ -268,6 +284,7 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
       generation,
       leaseMs: c.leaseMs,
       retentionMs: c.retentionMs,
+      transaction,
       onFinish() {
         const left = (inFlight.get(c.slot) ?? 1) - 1;
         if (left <= 0) inFlight.delete(c.slot);

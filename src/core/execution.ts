@@ -1,4 +1,4 @@
-import type { IdempotencyStore } from '../stores/types.js';
+import type { IdempotencyStore, StoreTransaction } from '../stores/types.js';
 import { monotonicNow, sleep } from './clock.js';
 import { IdempotencyError, isIdempotencyError, type ProblemCode } from './errors.js';
 import type { Disposition, ResolvedOptions } from './options.js';
@@ -18,12 +18,17 @@ export interface HandlerContext {
   downstreamKey(): string;
   /** Marks that effects began: a failure then holds the key as `uncertain` instead of releasing it. */
   effectsStarted(): void;
+  /**
+   * Transactional mode only: the store's transaction (for PostgreSQL a client with `query`).
+   * Writes made through it commit together with the stored result, or not at all.
+   */
+  readonly transaction?: unknown;
 }
 
 export interface CommitResult {
   /** What to send: the handler's response marked as original, or a problem (409 `lease-lost`). */
   response: EngineResponse;
-  disposition: Disposition | 'lease-lost';
+  disposition: Disposition | 'lease-lost' | 'unknown';
   /** False when the result could not be written yet (F3); a background flush keeps trying. */
   durable: boolean;
 }
@@ -46,6 +51,8 @@ export interface ExecutionParams {
   generation: number;
   leaseMs: number;
   retentionMs: number;
+  /** Transactional mode: the transaction the handler writes through. */
+  transaction?: StoreTransaction | undefined;
   /** Frees the per-principal in-flight slot. */
   onFinish(): void;
 }
@@ -112,11 +119,20 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
   }
 
   async function finish(response: EngineResponse): Promise<CommitResult> {
+    const tx = p.transaction;
     try {
-      if (leaseLost) return leaseLostResult();
+      if (leaseLost) {
+        await tx?.rollback().catch(() => {});
+        return leaseLostResult();
+      }
       let disposition = options.classify(response, p.request);
       if (disposition === 'release' && effectsStarted) disposition = 'uncertain';
-      if (disposition === 'store') return await storeResult(response);
+      if (disposition === 'store')
+        return tx ? await commitTransaction(tx, response) : await storeResult(response);
+      // Nothing the handler wrote through the transaction may survive a failure.
+      await tx
+        ?.rollback()
+        .catch((error: unknown) => emit({ type: 'store-error', key, operation: 'rollback', error }));
       const write = disposition === 'release' ? store.release : store.markUncertain;
       const call = () => write.call(store, { key, token, retentionMs: p.retentionMs });
       try {
@@ -157,6 +173,38 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
     return { response: markOriginal(response), disposition: 'store', durable: false };
   }
 
+  /** F3/F12 in transactional mode: the result and the handler's writes commit together. */
+  async function commitTransaction(tx: StoreTransaction, response: EngineResponse): Promise<CommitResult> {
+    const stored = toStoredResponse(response, options.replayAllowlist, options.maxStoredBytes);
+    let outcome: 'committed' | 'lease-lost' | 'unknown';
+    try {
+      outcome = await tx.commit({ key, token, response: stored, retentionMs: p.retentionMs });
+    } catch (error) {
+      // The COMMIT failed and rolled everything back: free the key so the retry runs once.
+      emit({ type: 'store-error', key, operation: 'commit', error });
+      await tx.rollback().catch(() => {});
+      await store.release({ key, token, retentionMs: p.retentionMs }).catch(() => {});
+      return {
+        response: problemResponse('store-unavailable', 'nothing was applied; retry with the same key'),
+        disposition: 'release',
+        durable: true,
+      };
+    }
+    if (outcome === 'lease-lost') {
+      emit({ type: 'lease-lost', key, generation: p.generation });
+      return leaseLostResult();
+    }
+    if (outcome === 'unknown') {
+      emit({ type: 'non-durable', key });
+      return {
+        response: problemResponse('outcome-unknown', 'retry with the same key: it replays or runs once'),
+        disposition: 'unknown',
+        durable: false,
+      };
+    }
+    return { response: markOriginal(response), disposition: 'store', durable: true };
+  }
+
   async function flushInBackground(call: () => Promise<boolean>, deadline: number): Promise<void> {
     let delay = 100;
     while (monotonicNow() < deadline) {
@@ -183,6 +231,7 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
       effectsStarted: () => {
         effectsStarted = true;
       },
+      ...(p.transaction ? { transaction: p.transaction.client } : {}),
     },
     commit(response) {
       settle();
@@ -192,7 +241,7 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
       settle();
       if (leaseLost) {
         p.onFinish();
-        return Promise.resolve(leaseLostResult());
+        return (p.transaction?.rollback() ?? Promise.resolve()).catch(() => {}).then(leaseLostResult);
       }
       return finish(problemResponse(problemCodeOf(error), 'the request failed; retry with the same key'));
     },

@@ -1,4 +1,4 @@
-import type { IdempotencyStore } from '../stores/types.js';
+import { type IdempotencyStore, isTransactionalStore } from '../stores/types.js';
 import { IdempotencyConfigError } from './errors.js';
 import type { IdempotencyEvent } from './events.js';
 import { resolveSecrets, type VersionedSecret } from './fingerprint.js';
@@ -72,6 +72,12 @@ export interface IdempotencyOptions {
   replayHeaders?: readonly string[];
   /** Overrides the store/release policy of architecture.md §2 item 8. */
   classify?: (response: EngineResponse, request: EngineRequest) => Disposition;
+  /**
+   * Run handlers inside the store's transaction (`ctx.transaction`), committed together with the
+   * result: exactly-once effects for writes to that database. Needs a transactional store
+   * (PostgreSQL). @default false
+   */
+  transactional?: boolean;
   /** Let requests through without idempotency when the store fails (counted). @default false */
   failOpen?: boolean;
   /** Telemetry: execute, replay, conflict, mismatch, release, takeover, lease-lost, … */
@@ -153,10 +159,16 @@ export function resolveOptions(options: IdempotencyOptions) {
     replayAllowlist: replayAllowlist(options.replayHeaders ?? []),
     classify: options.classify ?? defaultClassify,
     failOpen: options.failOpen ?? false,
+    transactional: options.transactional ?? false,
     onEvent: options.onEvent,
     onWarning: options.onWarning ?? ((m: string) => process.emitWarning(m, 'IdemkitWarning')),
     sweepIntervalMs: nonNegativeInt('sweepIntervalMs', options.sweepIntervalMs ?? DEFAULTS.sweepIntervalMs),
   };
+  if (resolved.transactional && !isTransactionalStore(store)) {
+    throw new IdempotencyConfigError(
+      `transactional: the ${store.name} store has no transactions; use postgresStore`,
+    );
+  }
   if (!['canonical', 'raw'].includes(resolved.fingerprint.bodyMode)) {
     throw new IdempotencyConfigError(
       `fingerprintBody: 'canonical' or 'raw', got ${resolved.fingerprint.bodyMode}`,

@@ -152,3 +152,31 @@ export interface IdempotencyStore {
 
 /** Store time source for memory and SQLite: epoch milliseconds. Tests inject their own. */
 export type Clock = () => number;
+
+/**
+ * Transactional mode (architecture.md §3, PostgreSQL): the claim commits on its own; then the
+ * handler's writes and the completion's owner-token compare-and-set commit together, so a crash
+ * before COMMIT leaves neither and a stale owner's writes roll back.
+ */
+export interface StoreTransaction<Client = unknown> {
+  /** The handle the handler writes through (`ctx.transaction`). */
+  readonly client: Client;
+  /**
+   * Writes the completion as a CAS on the owner token inside the transaction, then COMMITs.
+   * `committed`: both landed. `lease-lost`: the CAS failed, everything was rolled back.
+   * `unknown`: the COMMIT was sent but its answer was lost. Throws when the COMMIT failed and
+   * everything was rolled back.
+   */
+  commit(request: CompleteRequest): Promise<'committed' | 'lease-lost' | 'unknown'>;
+  /** Rolls the handler's writes back and frees the connection. Safe after commit(). */
+  rollback(): Promise<void>;
+}
+
+export interface TransactionalStore<Client = unknown> extends IdempotencyStore {
+  /** Opens the transaction the handler will write through; called right after an acquired claim. */
+  beginTransaction(request: { key: string; token: string }): Promise<StoreTransaction<Client>>;
+}
+
+export function isTransactionalStore(store: IdempotencyStore): store is TransactionalStore {
+  return typeof (store as Partial<TransactionalStore>).beginTransaction === 'function';
+}
