@@ -7,6 +7,7 @@ import {
   StoreUnavailableError,
 } from '../../src/core/errors.js';
 import { migrate, postgresStore } from '../../src/stores/postgres.js';
+import { defineStoreContract } from '../../src/testing/store-contract.js';
 import { postgresPool, randomTable } from '../support/postgres-service.js';
 import { defineNetworkedStoreCases, eventually } from '../support/redis-postgres-cases.js';
 
@@ -21,6 +22,14 @@ before(async () => {
 after(async () => {
   await pool?.query(`DROP TABLE IF EXISTS "${table}"`);
   await pool?.end();
+});
+
+defineStoreContract({
+  name: 'postgres',
+  describe,
+  it,
+  create: async () => ({ store: postgresStore({ pool, table }) }),
+  modelRuns: 30,
 });
 
 defineNetworkedStoreCases({

@@ -5,6 +5,7 @@ import { IdempotencyConfigError, StoreMisconfiguredError } from '../../src/core/
 import { redisStore } from '../../src/stores/redis.js';
 import { keySlot, type RedisClientLike } from '../../src/stores/redis-clients.js';
 import type { IdempotencyStore } from '../../src/stores/types.js';
+import { defineStoreContract } from '../../src/testing/store-contract.js';
 import { type PrivateCluster, startPrivateCluster } from '../support/redis-cluster.js';
 import { defineNetworkedStoreCases } from '../support/redis-postgres-cases.js';
 import { type PrivateRedis, redisCli, startPrivateRedis } from '../support/redis-server.js';
@@ -48,6 +49,14 @@ const setups: [string, () => RedisClientLike][] = [
 ];
 
 for (const [name, client] of setups) {
+  defineStoreContract({
+    name: `redis (${name})`,
+    describe,
+    it,
+    capabilities: { expiresByTtl: true },
+    create: async () => ({ store: redisStore({ client: client(), prefix: randomPrefix('contract') }) }),
+    modelRuns: 30,
+  });
   defineNetworkedStoreCases({
     name: `redis (${name})`,
     expiresByTtl: true,
