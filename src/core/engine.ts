@@ -52,14 +52,42 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
   const emit = options.onEvent ?? (() => {});
   const inFlight = new Map<string, number>();
   const waiters = new Map<string, number>();
-  let secrets: readonly VersionedSecret[] | Promise<readonly VersionedSecret[]> =
-    options.secrets ?? loadStoreSecret();
+  let secretsReady: Promise<readonly VersionedSecret[]> | undefined;
   let warnedAnonymous = false;
 
-  async function loadStoreSecret(): Promise<readonly VersionedSecret[]> {
-    const key = await (store.defaultSecret as () => Promise<string>)();
-    secrets = Object.freeze([{ version: 0, key }]);
-    return secrets;
+  /** The store's own secret is read once, lazily; a failure is retried by the next request. */
+  function loadSecrets(): readonly VersionedSecret[] | Promise<readonly VersionedSecret[]> {
+    if (options.secrets) return options.secrets;
+    secretsReady ??= (store.defaultSecret as () => Promise<string>)().then(
+      (key) => Object.freeze([{ version: 0, key }]),
+      (error: unknown) => {
+        secretsReady = undefined;
+        throw error;
+      },
+    );
+    return secretsReady;
+  }
+
+  // The store's startup check (eviction policy, schema, journal mode) runs before the first
+  // claim; a misconfiguration answers 503 store-misconfigured and is checked again later.
+  let checkedOk = !store.check;
+  let nextCheckAt = 0;
+  let lastCheckError: unknown;
+  async function storeMisconfigured(): Promise<boolean> {
+    if (checkedOk) return false;
+    const now = monotonicNow();
+    if (now >= nextCheckAt) {
+      nextCheckAt = now + 5_000;
+      try {
+        await withTimeout('check', () => (store.check as () => Promise<void>)(), options.storeTimeoutMs);
+        checkedOk = true;
+        return false;
+      } catch (error) {
+        lastCheckError = error;
+        emit({ type: 'store-error', operation: 'check', error });
+      }
+    }
+    return isIdempotencyError(lastCheckError) && lastCheckError.code === 'store-misconfigured';
   }
 
   const sweeper =
@@ -141,7 +169,16 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
       },
       options.fingerprint,
     );
-    const known = await secrets;
+    if (await storeMisconfigured()) {
+      return reject('store-misconfigured', 'the idempotency store failed its configuration check');
+    }
+    let known: readonly VersionedSecret[];
+    try {
+      known = await loadSecrets();
+    } catch (error) {
+      emit({ type: 'store-error', key, operation: 'secret', error });
+      return reject('store-unavailable', 'the request was not run; retry with the same key');
+    }
     const claimant: Claimant = {
       request,
       key,

@@ -185,6 +185,28 @@ describe('engine: store failures (F3, I9)', () => {
     assert.equal(d.code, 'store-misconfigured');
   });
 
+  it('a store whose startup check fails answers 503 store-misconfigured and never claims', async () => {
+    let claims = 0;
+    const inner = memoryStore(quiet);
+    const store: IdempotencyStore = {
+      ...inner,
+      claim: (r) => {
+        claims++;
+        return inner.claim(r);
+      },
+      check: () => Promise.reject(new StoreMisconfiguredError('maxmemory-policy is allkeys-lru')),
+    };
+    const idem = createIdempotency({ store, ...quiet });
+
+    const first = await idem.begin(request());
+    const second = await idem.begin(request({ key: 'other' }));
+
+    assert.equal(first.kind, 'reject');
+    assert.equal(first.code, 'store-misconfigured');
+    assert.equal(second.kind, 'reject');
+    assert.equal(claims, 0);
+  });
+
   it('failOpen lets the request through without idempotency when the store fails', async () => {
     const events: IdempotencyEvent[] = [];
     const faulty = faultyStore(memoryStore(quiet));
