@@ -1,0 +1,195 @@
+import { randomBytes } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
+import { createClient } from '@redis/client';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { migrate, postgresStore } from '../src/stores/postgres.js';
+import { tableName } from '../src/stores/postgres-schema.js';
+import { statements } from '../src/stores/postgres-sql.js';
+import { redisStore } from '../src/stores/redis.js';
+import { CLAIM, COMPLETE } from '../src/stores/redis-scripts.js';
+import { encodeResponse } from '../src/stores/response-codec.js';
+import type { IdempotencyStore, StoredResponse } from '../src/stores/types.js';
+
+/*
+ * `npm run bench -- stores [--rounds 3] [--pg-pairs 4000] [--redis-pairs 20000] [--only postgres|redis]`
+ * claim + complete per second through each idemkit store, next to the raw driver sending the same
+ * statements (same SQL text and prepared-statement names; same Lua scripts by EVALSHA) in the same
+ * run. Variants are interleaved round by round; the table shows medians over rounds, the ratio to
+ * the raw baseline, and p50/p99 of each operation (all rounds pooled). 50 calls in flight, pg pool of
+ * 10, one Redis connection, as in dependencies.md's ceilings.
+ */
+
+const LANES = 50;
+const RESPONSE: StoredResponse = {
+  status: 201,
+  headers: [['content-type', 'application/json']],
+  body: Buffer.from('{"id":"ch_123","amount":1000,"currency":"eur"}'),
+};
+
+interface Pair {
+  claim(key: string, token: string): Promise<unknown>;
+  complete(key: string, token: string): Promise<unknown>;
+}
+
+interface Sample {
+  opsPerSecond: number;
+  claimMs: number[];
+  completeMs: number[];
+}
+
+async function measure(pair: Pair, pairs: number, run: string): Promise<Sample> {
+  const claimMs: number[] = [];
+  const completeMs: number[] = [];
+  let next = 0;
+  async function lane(): Promise<void> {
+    while (next < pairs) {
+      const key = `${run}-${next++}`;
+      const token = randomBytes(16).toString('hex');
+      const t0 = performance.now();
+      await pair.claim(key, token);
+      const t1 = performance.now();
+      await pair.complete(key, token);
+      claimMs.push(t1 - t0);
+      completeMs.push(performance.now() - t1);
+    }
+  }
+  const started = performance.now();
+  await Promise.all(Array.from({ length: LANES }, lane));
+  return { opsPerSecond: pairs / ((performance.now() - started) / 1000), claimMs, completeMs };
+}
+
+const viaStore = (store: IdempotencyStore): Pair => ({
+  claim: (key, token) => store.claim({ key, fingerprint: 'fp', token, leaseMs: 30_000, retentionMs: 60_000 }),
+  complete: (key, token) => store.complete({ key, token, response: RESPONSE, retentionMs: 60_000 }),
+});
+
+function rawPostgres(pool: pg.Pool, table: string): Pair {
+  const sql = statements(tableName(table));
+  return {
+    claim: (key, token) => pool.query({ ...sql.claim, values: [key, 'fp', token, 30_000, 60_000] }),
+    complete: (key, token) =>
+      pool.query({ ...sql.complete, values: [key, token, encodeResponse(RESPONSE), 60_000] }),
+  };
+}
+
+function rawRedis(send: (args: (string | Buffer)[]) => Promise<unknown>, prefix: string): Pair {
+  const blob = Buffer.from(encodeResponse(RESPONSE));
+  const k = (key: string) => `${prefix}{${key}}`;
+  return {
+    claim: (key, token) => send(['EVALSHA', CLAIM.sha, '1', k(key), 'fp', token, '30000', '60000']),
+    complete: (key, token) => send(['EVALSHA', COMPLETE.sha, '1', k(key), token, blob, '60000']),
+  };
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+function median(values: number[]): number {
+  return percentile(values, 50);
+}
+
+function flag(argv: string[], name: string, fallback: number): number {
+  const i = argv.indexOf(`--${name}`);
+  return i === -1 ? fallback : Number(argv[i + 1]);
+}
+
+/** Runs the bench and prints its table; `argv` as after `npm run bench -- stores`. */
+export async function run(argv: string[] = []): Promise<void> {
+  const rounds = flag(argv, 'rounds', 3);
+  const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1] : undefined;
+  const groups: { name: string; pairs: number; variants: [string, Pair][]; close(): Promise<void> }[] = [];
+
+  if (only !== 'redis') {
+    const pool = new pg.Pool({
+      connectionString: process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+      max: 10,
+    });
+    const table = `idemkit_bench_${randomBytes(4).toString('hex')}`;
+    await migrate({ pool, table });
+    groups.push({
+      name: 'postgres',
+      pairs: flag(argv, 'pg-pairs', 4_000),
+      variants: [
+        ['raw pg, same statements', rawPostgres(pool, table)],
+        ['idemkit postgresStore', viaStore(postgresStore({ pool, table }))],
+      ],
+      async close() {
+        await pool.query(`DROP TABLE IF EXISTS "${table}"`);
+        await pool.end();
+      },
+    });
+  }
+  if (only !== 'postgres') {
+    const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+    const nodeRedis = createClient({ url });
+    await nodeRedis.connect();
+    const ioredis = new Redis(url);
+    const prefix = `idemkit-bench:${randomBytes(4).toString('hex')}:`;
+    await nodeRedis.sendCommand(['SCRIPT', 'LOAD', CLAIM.source]);
+    await nodeRedis.sendCommand(['SCRIPT', 'LOAD', COMPLETE.source]);
+    groups.push({
+      name: 'redis',
+      pairs: flag(argv, 'redis-pairs', 20_000),
+      variants: [
+        ['raw node-redis EVALSHA', rawRedis((args) => nodeRedis.sendCommand(args), prefix)],
+        ['idemkit redisStore (node-redis)', viaStore(redisStore({ client: nodeRedis, prefix }))],
+        ['raw ioredis EVALSHA', rawRedis(([c, ...rest]) => ioredis.callBuffer(String(c), rest), prefix)],
+        ['idemkit redisStore (ioredis)', viaStore(redisStore({ client: ioredis, prefix }))],
+      ],
+      async close() {
+        nodeRedis.destroy();
+        ioredis.disconnect();
+      },
+    });
+  }
+
+  const samples = new Map<string, Sample[]>();
+  for (const group of groups) {
+    // A warm-up round fills pg's per-connection statement caches and JIT-compiles both paths.
+    for (const [name, pair] of group.variants)
+      await measure(pair, Math.min(group.pairs, 2_000), `warm-${name}`);
+  }
+  for (let round = 0; round < rounds; round++) {
+    for (const group of groups) {
+      const order = round % 2 === 0 ? group.variants : [...group.variants].reverse();
+      for (const [name, pair] of order) {
+        const sample = await measure(pair, group.pairs, `r${round}-${randomBytes(3).toString('hex')}`);
+        samples.set(name, [...(samples.get(name) ?? []), sample]);
+      }
+    }
+  }
+  for (const group of groups) await group.close();
+
+  console.log(`\nclaim + complete, ${LANES} in flight, median of ${rounds} interleaved rounds\n`);
+  console.log(
+    '| variant | pairs/s | vs raw | claim p50 ms | claim p99 ms | complete p50 ms | complete p99 ms |',
+  );
+  console.log('|---|---:|---:|---:|---:|---:|---:|');
+  for (const group of groups) {
+    let raw = Number.NaN;
+    for (const [name] of group.variants) {
+      const s = samples.get(name) ?? [];
+      const ops = median(s.map((x) => x.opsPerSecond));
+      if (name.startsWith('raw')) raw = ops;
+      const claims = s.flatMap((x) => x.claimMs);
+      const completes = s.flatMap((x) => x.completeMs);
+      const cells = [
+        name,
+        Math.round(ops).toLocaleString('en-US'),
+        name.startsWith('raw') ? '1.00×' : `${(ops / raw).toFixed(2)}×`,
+        ...[
+          percentile(claims, 50),
+          percentile(claims, 99),
+          percentile(completes, 50),
+          percentile(completes, 99),
+        ].map((v) => v.toFixed(2)),
+      ];
+      console.log(`| ${cells.join(' | ')} |`);
+    }
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await run(process.argv.slice(2));
