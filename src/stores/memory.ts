@@ -75,9 +75,18 @@ export function memoryStore(options: MemoryStoreOptions = {}): IdempotencyStore 
     return record && record.state === RecordState.InProgress && record.token === token ? record : undefined;
   }
 
+  // A copy, so a caller that mutates what it got cannot change later replays.
   function snapshot(record: MemoryRecord): StoredRecord {
-    const { token: _token, ...rest } = record;
-    return rest;
+    const { token: _token, response, ...rest } = record;
+    if (!response) return rest;
+    return {
+      ...rest,
+      response: {
+        ...response,
+        headers: response.headers.map(([n, v]) => [n, v]),
+        body: Uint8Array.from(response.body),
+      },
+    };
   }
 
   return {
@@ -89,7 +98,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): IdempotencyStore 
       if (existing) {
         const takeable =
           existing.state === RecordState.Released ||
-          (existing.state !== RecordState.InProgress && existing.expiresAt <= at) ||
+          existing.expiresAt <= at ||
           (existing.state === RecordState.InProgress &&
             existing.leaseUntil <= at &&
             existing.fingerprint === request.fingerprint);

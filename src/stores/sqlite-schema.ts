@@ -67,7 +67,7 @@ export function statementSql(table: string) {
         generation = ${table}.generation + 1, lease_until = excluded.lease_until,
         expires_at = excluded.expires_at, created_at = excluded.created_at, completed_at = NULL, response = NULL
       WHERE ${table}.state = 'released'
-         OR (${table}.state IN ('completed', 'uncertain') AND ${table}.expires_at <= @now)
+         OR ${table}.expires_at <= @now
          OR (${table}.state = 'in_progress' AND ${table}.lease_until <= @now
              AND ${table}.fingerprint = excluded.fingerprint)
       RETURNING generation`,

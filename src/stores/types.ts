@@ -61,8 +61,11 @@ export interface StoredRecord {
  *                              owns the key
  *
  * Claim predicate (identical in every store): acquire when there is no record, or a release
- * tombstone, or a completed/uncertain record past expiresAt, or an in-progress record whose lease
- * has lapsed AND whose fingerprint equals the claimant's. Otherwise hand back the record.
+ * tombstone, or any record past expiresAt (for an abandoned in-progress record that is its lease
+ * plus the orphan horizon, so stores that expire by TTL and stores that sweep agree), or an
+ * in-progress record whose lease has lapsed AND whose fingerprint equals the claimant's.
+ * Otherwise hand back the record. Every time comparison is `<=` (at the deadline it has passed).
+ * A claim that acquires resets createdAt; generations restart at 1 once a record is swept.
  */
 export type ClaimResult =
   /** New key, tombstone, expired record, or a lapsed lease taken over. */

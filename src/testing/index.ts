@@ -9,4 +9,11 @@ export {
 export { type RawResponse, rawRequest, rawUpload } from './raw-http.js';
 export { createReferenceApp, INTERNAL_ERROR_TEXT, type ReferenceApp } from './reference-app.js';
 export { type ServedFetch, serveFetch } from './serve-fetch.js';
+export {
+  type ContractTestFunction,
+  defineStoreContract,
+  type StoreCapabilities,
+  type StoreContractHarness,
+  type StoreContractOptions,
+} from './store-contract.js';
 export { countingStore } from './store-spy.js';

@@ -342,6 +342,16 @@ function defineFencingCases(test: Define): void {
     assert.equal(record.fingerprint, fingerprint);
     assert.equal(record.generation, 1);
   });
+
+  test('an abandoned claim past lease plus retention is free for any request', async ({ store, request, pass }) => {
+    const key = randomKey();
+    await store.claim(request(key, randomFingerprint(), { leaseMs: SHORT_MS, retentionMs: SHORT_MS }));
+
+    await pass(2 * SHORT_MS);
+    const other = await store.claim(request(key, randomFingerprint()));
+
+    assert.equal(other.outcome, 'acquired');
+  });
 }
 
 function defineExpiryCases(

@@ -69,7 +69,7 @@ const RESPONSE_LIST: StoredResponse[] = [RESPONSES.binary, RESPONSES.noContent, 
 function takeable(record: ModelRecord, fingerprint: string, now: number): boolean {
   return (
     record.state === RecordState.Released ||
-    (record.state !== RecordState.InProgress && record.expiresAt <= now) ||
+    record.expiresAt <= now ||
     (record.state === RecordState.InProgress &&
       record.leaseUntil <= now &&
       record.fingerprint === fingerprint)
