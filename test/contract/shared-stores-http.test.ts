@@ -1,13 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import type pg from 'pg';
 import { withIdempotency } from '../../src/adapters/fetch.js';
-import { startGateway } from '../../src/gateway/server.js';
-import { GATEWAY_DEFAULTS } from '../../src/gateway/types.js';
 import type { IdempotencyStore } from '../../src/index.js';
 import { migrate, postgresStore } from '../../src/stores/postgres.js';
 import { redisStore } from '../../src/stores/redis.js';
 import { defineHttpContract, type HttpContractOptions } from '../../src/testing/index.js';
 import { serveFetch } from '../../src/testing/serve-fetch.js';
+import { gatewayStart } from '../support/gateway-start.js';
 import { dropTable, postgresPool, randomTable } from '../support/postgres-service.js';
 import { type PrivateCluster, startPrivateCluster } from '../support/redis-cluster.js';
 import {
@@ -97,28 +96,7 @@ const stores: [string, () => Promise<IdempotencyStore>][] = [
 const fetchAdapter: HttpContractOptions['start'] = ({ app, options }) =>
   serveFetch(withIdempotency((req, ctx) => app.fetch(req, ctx), options));
 
-const gateway: HttpContractOptions['start'] = async ({ app, options }) => {
-  const upstream = await serveFetch((req) => app.fetch(req));
-  const running = await startGateway({
-    config: {
-      ...GATEWAY_DEFAULTS,
-      upstream: upstream.url,
-      port: 0,
-      replayHeaders: [],
-      routes: [],
-      secret: SECRET,
-    },
-    store: options.store,
-    engine: options,
-  });
-  return {
-    url: running.url,
-    async close() {
-      await running.close();
-      await upstream.close();
-    },
-  };
-};
+const gateway = gatewayStart(SECRET);
 
 for (const [storeName, createStore] of stores) {
   const adapters: [string, HttpContractOptions['start']][] = [['fetch adapter', fetchAdapter]];
