@@ -52,7 +52,7 @@ ins AS (
     owner_token = EXCLUDED.owner_token, lease_until = EXCLUDED.lease_until,
     expires_at = EXCLUDED.expires_at, created_at = EXCLUDED.created_at, completed_at = NULL, response = NULL
   WHERE r.state = 'released'
-     OR (r.state <> 'in_progress' AND r.expires_at <= EXCLUDED.created_at)
+     OR r.expires_at <= EXCLUDED.created_at
      OR (r.state = 'in_progress' AND r.lease_until <= EXCLUDED.created_at AND r.fingerprint = EXCLUDED.fingerprint)
   RETURNING r.generation
 )
@@ -61,7 +61,7 @@ SELECT true AS acquired, false AS takeable, ins.generation, NULL::text AS state,
   NULL::bigint AS completed_at, NULL::bytea AS response
 FROM ins
 UNION ALL
-SELECT false, (r.state = 'released' OR (r.state <> 'in_progress' AND r.expires_at <= c.n)
+SELECT false, (r.state = 'released' OR r.expires_at <= c.n
     OR (r.state = 'in_progress' AND r.lease_until <= c.n AND r.fingerprint = $2)),
   r.generation, r.state, r.fingerprint, r.lease_until, r.expires_at, r.created_at, r.completed_at, r.response
 FROM ${t} AS r, c

@@ -40,8 +40,8 @@ local st = r[1]
 if st then
   -- a release tombstone is absent for a claim; its generation carries on below
   local takeable = st == 'released'
-  -- a completed or uncertain record past retention: the key is new again
-    or (st ~= 'in_progress' and tonumber(r[5]) <= now)
+  -- any record past expiresAt (retention, or an abandoned claim's lease + orphan horizon)
+    or tonumber(r[5]) <= now
   -- a crashed holder's lapsed lease, taken over only by the same request (fingerprint)
     or (st == 'in_progress' and tonumber(r[4]) <= now and r[2] == ARGV[1])
   if not takeable then
@@ -51,7 +51,10 @@ if st then
     return {0, st, r[2], r[3], r[4], r[5], r[6], r[7], resp}
   end
 end
-local gen = (tonumber(r[3]) or 0) + 1
+-- Past expiresAt the record counts as gone even if Redis has not dropped it yet (its expiry
+-- clock is cached per command, TIME is not), so generations restart at 1 as after the TTL.
+local gen = 1
+if st and tonumber(r[5]) > now then gen = tonumber(r[3]) + 1 end
 local lu = now + tonumber(ARGV[3])
 local ea = lu + tonumber(ARGV[4])
 redis.call('DEL', KEYS[1])
