@@ -2,6 +2,11 @@ import { IdempotencyConfigError, StoreMisconfiguredError, StoreUnavailableError 
 import { withTimeout } from '../core/store-call.js';
 import { COLUMNS, schemaSql, tableName } from './postgres-schema.js';
 import { type Statement, statements } from './postgres-sql.js';
+import {
+  openTransaction,
+  type PostgresPoolClient,
+  type PostgresTransactionClient,
+} from './postgres-transaction.js';
 import { decodeResponse, encodeResponse } from './response-codec.js';
 import {
   type ClaimRequest,
@@ -9,7 +14,10 @@ import {
   type IdempotencyStore,
   RecordState,
   type StoredRecord,
+  type TransactionalStore,
 } from './types.js';
+
+export type { PostgresPoolClient, PostgresTransactionClient } from './postgres-transaction.js';
 
 /** One query as the store sends it. `query_timeout` is pg's per-query client-side read timeout. */
 export interface PostgresQueryConfig {
@@ -25,7 +33,16 @@ export interface PostgresQueryConfig {
  */
 export interface PostgresPool {
   query(config: PostgresQueryConfig): Promise<{ rows: unknown[]; rowCount: number | null }>;
+  /** Needed only for transactional mode: one connection for BEGIN … COMMIT. */
+  connect?(): Promise<PostgresPoolClient>;
 }
+
+/**
+ * The PostgreSQL store. `beginTransaction` is there when the pool has `connect()`, which turns on
+ * `createIdempotency({ transactional: true })`: handlers write through `ctx.transaction`.
+ */
+export type PostgresStore = IdempotencyStore &
+  Partial<Pick<TransactionalStore<PostgresTransactionClient>, 'beginTransaction'>>;
 
 export interface PostgresStoreOptions {
   /**
@@ -80,7 +97,7 @@ export async function migrate(options: PostgresMigrateOptions): Promise<void> {
  * await migrate({ pool })
  * const idem = createIdempotency({ store: postgresStore({ pool }), secret: process.env.IDEMKIT_SECRET })
  */
-export function postgresStore(options: PostgresStoreOptions): IdempotencyStore {
+export function postgresStore(options: PostgresStoreOptions): PostgresStore {
   const config = Object.freeze({
     pool: options.pool,
     name: tableName(options.table, options.schema),
@@ -112,7 +129,7 @@ export function postgresStore(options: PostgresStoreOptions): IdempotencyStore {
     return (await run(statement, values)).rowCount === 1;
   }
 
-  return {
+  const store: PostgresStore = {
     name: 'postgres',
 
     // See the lease timeline above ClaimResult in types.ts; the predicate is in postgres-sql.ts.
@@ -162,6 +179,11 @@ export function postgresStore(options: PostgresStoreOptions): IdempotencyStore {
     // The pool is the app's; the store made nothing that needs freeing.
     async close(): Promise<void> {},
   };
+  const connect = pool.connect?.bind(pool);
+  if (connect) {
+    store.beginTransaction = () => openTransaction(connect, sql.complete, queryTimeoutMs);
+  }
+  return store;
 }
 
 type Row = Record<string, unknown>;

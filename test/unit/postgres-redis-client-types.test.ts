@@ -16,12 +16,15 @@ import { detectClient } from '../../src/stores/redis-clients.js';
 // The store APIs name no driver type; these assignments make a driver's type change fail our
 // build (tsc) before it breaks a user's. Nothing here connects: clients are built lazily.
 
-test('a pg Pool and a pg Client fit the PostgresPool subset', async () => {
+test('a pg Pool fits the PostgresPool subset, connect() included (transactional mode)', async () => {
   const pool = new pg.Pool({ host: '127.0.0.1', port: 1 });
   const asPool: PostgresPool = pool;
-  const asClient: PostgresPool = new pg.Client({ host: '127.0.0.1', port: 1 });
+  // A bare pg.Client does not fit: its connect() opens the socket, it hands out no pooled client.
+  // @ts-expect-error pg.Client is not a pool
+  const notAPool: PostgresPool = new pg.Client({ host: '127.0.0.1', port: 1 });
+  assert.ok(notAPool);
   assert.equal(typeof asPool.query, 'function');
-  assert.equal(typeof asClient.query, 'function');
+  assert.equal(typeof asPool.connect, 'function');
   await pool.end();
 });
 
