@@ -244,7 +244,10 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
             isIdempotencyError(error) && error.code === 'store-misconfigured' ? error.code : undefined;
           return reject(code ?? 'store-unavailable', 'the request was not run; retry with the same key');
         }
-        if (result.outcome === 'acquired') return await execute(c, token, result.generation);
+        if (result.outcome === 'acquired') {
+          if (result.takeover) emit({ type: 'takeover', key: c.key, generation: result.generation });
+          return await execute(c, token, result.generation);
+        }
         if (!matches(c, result.record)) {
           emit({ type: 'mismatch', key: c.key });
           return reject('key-reused', 'this key was used for a different request; use a new key');

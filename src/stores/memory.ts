@@ -129,7 +129,9 @@ export function memoryStore(options: MemoryStoreOptions = {}): IdempotencyStore 
         token: request.token,
       };
       reinsert(record);
-      return { outcome: 'acquired', generation };
+      return existing?.state === RecordState.InProgress
+        ? { outcome: 'acquired', generation, takeover: true }
+        : { outcome: 'acquired', generation };
     },
 
     async heartbeat(request: HeartbeatRequest): Promise<boolean> {

@@ -7,7 +7,7 @@ import { IdempotencyConfigError } from '../core/errors.js';
  */
 
 /** Kept in the meta table; `check()` refuses a file made by a newer, incompatible version. */
-export const SCHEMA_VERSION = '1';
+export const SCHEMA_VERSION = '2';
 
 // Plain identifiers only, so names are pasted into SQL without quoting rules to audit.
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
@@ -34,7 +34,9 @@ export function schemaSql(table: string): string {
       expires_at   INTEGER NOT NULL,
       created_at   INTEGER NOT NULL,
       completed_at INTEGER,
-      response     BLOB
+      response     BLOB,
+      -- the state a claim found (NULL on first use): 'in_progress' marks a takeover
+      claimed_from TEXT
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS ${table}_expires_at ON ${table} (expires_at);
     CREATE TABLE IF NOT EXISTS ${table}_meta (
@@ -65,12 +67,13 @@ export function statementSql(table: string) {
       ON CONFLICT (key) DO UPDATE SET
         state = 'in_progress', fingerprint = excluded.fingerprint, owner_token = excluded.owner_token,
         generation = ${table}.generation + 1, lease_until = excluded.lease_until,
-        expires_at = excluded.expires_at, created_at = excluded.created_at, completed_at = NULL, response = NULL
+        expires_at = excluded.expires_at, created_at = excluded.created_at, completed_at = NULL, response = NULL,
+        claimed_from = ${table}.state
       WHERE ${table}.state = 'released'
          OR ${table}.expires_at <= @now
          OR (${table}.state = 'in_progress' AND ${table}.lease_until <= @now
              AND ${table}.fingerprint = excluded.fingerprint)
-      RETURNING generation`,
+      RETURNING generation, claimed_from AS claimedFrom`,
     get: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE key = @key`,
     heartbeat: `UPDATE ${table} SET lease_until = @leaseUntil, expires_at = @expiresAt ${owned}`,
     complete: `UPDATE ${table} SET state = 'completed', owner_token = NULL, completed_at = @now,

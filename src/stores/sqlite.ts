@@ -161,9 +161,11 @@ export function sqliteStore(target: SqliteTarget, options: SqliteStoreOptions = 
         leaseUntil,
         expiresAt: leaseUntil + request.retentionMs,
         now: at,
-      }) as { generation: number } | undefined;
+      }) as { generation: number; claimedFrom: string | null } | undefined;
       const row = won ? undefined : (s.get.get({ key: request.key }) as Row | undefined);
       handle.exec('COMMIT');
+      if (won?.claimedFrom === 'in_progress')
+        return { outcome: 'acquired', generation: won.generation, takeover: true };
       if (won) return { outcome: 'acquired', generation: won.generation };
       if (!row) throw new Error(`claim wrote nothing, yet no row exists for the key`);
       const record = toRecord(row);

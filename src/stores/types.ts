@@ -68,8 +68,11 @@ export interface StoredRecord {
  * A claim that acquires resets createdAt; generations restart at 1 once a record is swept.
  */
 export type ClaimResult =
-  /** New key, tombstone, expired record, or a lapsed lease taken over. */
-  | { outcome: 'acquired'; generation: number }
+  /**
+   * New key, tombstone, expired record, or a lapsed lease taken over. `takeover` is true in the
+   * last case (a crashed or paused holder), for the `takeover` event; stores may omit it.
+   */
+  | { outcome: 'acquired'; generation: number; takeover?: boolean }
   /** Someone holds a live lease (or a lapsed one with another fingerprint). */
   | { outcome: 'in_progress'; record: StoredRecord }
   /** Completed or uncertain, within retention: the engine replays or answers 409. */

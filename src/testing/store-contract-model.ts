@@ -154,7 +154,11 @@ function commandArbitraries(fc: FastCheck, withClock: boolean): Arbitrary<StoreC
           return;
         }
         const generation = (existing?.generation ?? 0) + 1;
-        assert.deepEqual(result, { outcome: 'acquired', generation }, `claim ${key}`);
+        const { takeover, ...acquired } = result as { takeover?: boolean };
+        assert.deepEqual(acquired, { outcome: 'acquired', generation }, `claim ${key}`);
+        if (takeover !== undefined) {
+          assert.equal(takeover, existing?.state === RecordState.InProgress, `claim ${key}: takeover flag`);
+        }
         model.records.set(key, {
           state: RecordState.InProgress,
           fingerprint,

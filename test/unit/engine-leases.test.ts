@@ -31,6 +31,10 @@ describe('engine: leases, takeovers and fencing (F2)', () => {
     assert.equal(replay.kind, 'replay');
     assert.equal(Buffer.from(replay.response.body).toString(), '{"by":"B"}');
     assert.equal(events.filter((e) => e.type === 'lease-lost').length, 1);
+    assert.deepEqual(
+      events.filter((e) => e.type === 'takeover'),
+      [{ type: 'takeover', key: b.key, generation: 2 }],
+    );
     await idem.close();
   });
 
