@@ -67,7 +67,8 @@ const viaStore = (store: IdempotencyStore): Pair => ({
 function rawPostgres(pool: pg.Pool, table: string): Pair {
   const sql = statements(tableName(table));
   return {
-    claim: (key, token) => pool.query({ ...sql.claim, values: [key, 'fp', token, 30_000, 60_000] }),
+    // The last value is the claim's lock bound, as postgresStore sends it (lockTimeoutMs 200).
+    claim: (key, token) => pool.query({ ...sql.claim, values: [key, 'fp', token, 30_000, 60_000, '200ms'] }),
     complete: (key, token) =>
       pool.query({ ...sql.complete, values: [key, token, encodeResponse(RESPONSE), 60_000] }),
   };

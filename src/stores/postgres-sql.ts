@@ -38,12 +38,30 @@ export function statements(name: TableName): Statements {
   });
   return {
     // See the lease timeline in types.ts. One statement: the upsert takes the key when the claim
-    // predicate holds; otherwise the second branch hands back the row the loser saw. That row comes
-    // from the statement's snapshot, so a row committed after the snapshot can be invisible (no
-    // rows at all) or stale (shows as takeable); the caller then runs the statement again.
+    // predicate holds; otherwise `cur` hands back the row the loser saw.
+    //
+    // Bounded lock wait (reliability.md F12). ON CONFLICT DO UPDATE locks the existing row even
+    // when the predicate is false, so it waits for any open transaction holding that row: in
+    // transactional mode the owner's completion CAS holds it until COMMIT, and a partitioned host
+    // can hold it for hours. `set_config('lock_timeout', $6, true)` is `SET LOCAL` evaluated in
+    // `c`, before the INSERT reaches the row (a CTE with a volatile function is never inlined),
+    // and it ends with this statement's implicit transaction: the wait is bounded (SQLSTATE 55P03,
+    // see postgres.ts) in the same single round trip, and nothing leaks into the pooled
+    // connection. Preferred over a BEGIN/SET LOCAL/COMMIT wrapper (3 more round trips per claim)
+    // and over advisory locks (an extra lock on every claim, and a second lock protocol that the
+    // transactional writer and every claim must keep in step).
+    //
+    // Fresh loser reads at READ COMMITTED. The statement's snapshot predates the lock wait, so a
+    // plain SELECT would hand back the row as it was before the holder committed (in_progress
+    // while it is completed). `FOR SHARE` makes PostgreSQL follow the row to its latest committed
+    // version (EvalPlanQual) and return that; the row is already locked by ON CONFLICT, so this
+    // adds no wait and no write. `FOR KEY SHARE` would not do: it does not conflict with a
+    // non-key UPDATE and returns the stale version. A row inserted after the snapshot stays
+    // invisible (no rows), and a takeable row means it changed under us: the caller runs the
+    // statement again.
     claim: named(
       'claim',
-      `WITH c AS (${NOW_MS}),
+      `WITH c AS (${NOW_MS}, set_config('lock_timeout', $6, true) AS lock_bound),
 ins AS (
   INSERT INTO ${t} AS r (key, state, fingerprint, generation, owner_token, lease_until, expires_at, created_at)
   SELECT $1, 'in_progress', $2, 1, $3, c.n + $4, c.n + $4 + $5, c.n FROM c
@@ -55,17 +73,23 @@ ins AS (
      OR r.expires_at <= EXCLUDED.created_at
      OR (r.state = 'in_progress' AND r.lease_until <= EXCLUDED.created_at AND r.fingerprint = EXCLUDED.fingerprint)
   RETURNING r.generation
+),
+cur AS (
+  SELECT (r.state = 'released' OR r.expires_at <= c.n
+      OR (r.state = 'in_progress' AND r.lease_until <= c.n AND r.fingerprint = $2)) AS takeable,
+    r.generation, r.state, r.fingerprint, r.lease_until, r.expires_at, r.created_at, r.completed_at, r.response
+  FROM ${t} AS r, c
+  WHERE r.key = $1 AND NOT EXISTS (SELECT 1 FROM ins)
+  FOR SHARE OF r
 )
 SELECT true AS acquired, false AS takeable, ins.generation, NULL::text AS state, NULL::text AS fingerprint,
   NULL::bigint AS lease_until, NULL::bigint AS expires_at, NULL::bigint AS created_at,
   NULL::bigint AS completed_at, NULL::bytea AS response
 FROM ins
 UNION ALL
-SELECT false, (r.state = 'released' OR r.expires_at <= c.n
-    OR (r.state = 'in_progress' AND r.lease_until <= c.n AND r.fingerprint = $2)),
-  r.generation, r.state, r.fingerprint, r.lease_until, r.expires_at, r.created_at, r.completed_at, r.response
-FROM ${t} AS r, c
-WHERE r.key = $1 AND NOT EXISTS (SELECT 1 FROM ins)`,
+SELECT false, cur.takeable, cur.generation, cur.state, cur.fingerprint, cur.lease_until, cur.expires_at,
+  cur.created_at, cur.completed_at, cur.response
+FROM cur`,
     ),
     // Every write after the claim is a compare-and-set on the owner token (fencing).
     heartbeat: named(
@@ -103,6 +127,13 @@ WHERE r.key = $1 AND r.state = 'in_progress' AND r.owner_token = $2`,
   WHERE r.expires_at <= c.n AND (r.state <> 'in_progress' OR r.lease_until <= c.n)
   LIMIT $1 FOR UPDATE OF r SKIP LOCKED)`,
     ),
-    probe: named('probe', `SELECT ${RECORD}, owner_token FROM ${t} WHERE false`),
+    // Fails on a missing table or column; otherwise one row with the session settings that
+    // bound an orphaned transaction (startup check, reliability.md §6 item 7).
+    probe: named(
+      'probe',
+      `SELECT current_setting('lock_timeout') AS lock_timeout,
+  current_setting('idle_in_transaction_session_timeout') AS idle_in_transaction_session_timeout
+WHERE NOT EXISTS (SELECT ${RECORD}, owner_token FROM ${t} WHERE false)`,
+    ),
   };
 }

@@ -1,13 +1,15 @@
-import { IdempotencyConfigError, StoreMisconfiguredError, StoreUnavailableError } from '../core/errors.js';
+import { IdempotencyConfigError, StoreUnavailableError } from '../core/errors.js';
 import { withTimeout } from '../core/store-call.js';
-import { COLUMNS, schemaSql, tableName } from './postgres-schema.js';
+import { settingsWarner } from './postgres-check.js';
+import { isRow, type Row, sqlstateOf, storeError, toInt, toRecord } from './postgres-rows.js';
+import { schemaSql, tableName } from './postgres-schema.js';
 import { type Statement, statements } from './postgres-sql.js';
 import {
   openTransaction,
   type PostgresPoolClient,
   type PostgresTransactionClient,
 } from './postgres-transaction.js';
-import { decodeResponse, encodeResponse } from './response-codec.js';
+import { encodeResponse } from './response-codec.js';
 import {
   type ClaimRequest,
   type ClaimResult,
@@ -64,6 +66,20 @@ export interface PostgresStoreOptions {
    * @default 2_000
    */
   queryTimeoutMs?: number;
+  /**
+   * How long a claim waits for the record's row lock. In transactional mode the owner holds that
+   * lock from its completion until COMMIT (a partitioned host: until the server drops it); a
+   * duplicate then gets `in_progress` (409 with Retry-After) after this long instead of waiting
+   * out `queryTimeoutMs` for a 503. Keep it well below the engine's `storeTimeoutMs`.
+   * @default 200
+   */
+  lockTimeoutMs?: number;
+  /**
+   * Receives the startup warning about server settings (`lock_timeout`,
+   * `idle_in_transaction_session_timeout` off) once the store is used transactionally.
+   * @default process.emitWarning
+   */
+  onWarning?: (message: string) => void;
 }
 
 export interface PostgresMigrateOptions {
@@ -76,8 +92,16 @@ export interface PostgresMigrateOptions {
 
 /** How often a claim re-runs when a concurrent commit hid or changed the row it saw. */
 const CLAIM_ATTEMPTS = 8;
-/** SQLSTATEs that mean the schema is missing or old, not that the database is down. */
-const MISSING_SCHEMA = new Set(['42P01', '42703', '3F000']);
+/** lock_not_available: the claim's `lock_timeout` ran out on the record's row lock. */
+const LOCK_TIMEOUT = '55P03';
+/** How many lock timeouts one claim sits out before it reports the store as unavailable. */
+const LOCK_WAITS = 2;
+/**
+ * serialization_failure and deadlock_detected: at REPEATABLE READ or SERIALIZABLE (a pool whose
+ * default_transaction_isolation is raised) a claim that met a concurrent update fails whole;
+ * the next statement's fresh snapshot decides (F12).
+ */
+const RETRY_STATES = new Set(['40001', '40P01']);
 
 /**
  * Creates the table and its index (idempotent; safe to run from several instances at once).
@@ -102,6 +126,8 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
     pool: options.pool,
     name: tableName(options.table, options.schema),
     queryTimeoutMs: options.queryTimeoutMs ?? 2_000,
+    lockTimeoutMs: options.lockTimeoutMs ?? 200,
+    onWarning: options.onWarning ?? ((m: string) => process.emitWarning(m, 'IdemkitWarning')),
   });
   if (!config.pool || typeof config.pool.query !== 'function') {
     throw new IdempotencyConfigError('postgresStore: pool must be a pg Pool (an object with query())');
@@ -109,8 +135,15 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
   if (!Number.isInteger(config.queryTimeoutMs) || config.queryTimeoutMs < 1) {
     throw new IdempotencyConfigError(`postgresStore: queryTimeoutMs must be a positive integer`);
   }
+  const { pool, queryTimeoutMs, lockTimeoutMs } = config;
+  if (!Number.isInteger(lockTimeoutMs) || lockTimeoutMs < 1 || lockTimeoutMs >= queryTimeoutMs) {
+    throw new IdempotencyConfigError(
+      `postgresStore: lockTimeoutMs must be a positive integer below queryTimeoutMs (${queryTimeoutMs}), got ${lockTimeoutMs}`,
+    );
+  }
   const sql = statements(config.name);
-  const { pool, queryTimeoutMs } = config;
+  const lockBound = `${lockTimeoutMs}ms`;
+  const settings = settingsWarner(config.onWarning);
 
   function run(
     statement: Statement,
@@ -120,7 +153,7 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
     const call = () =>
       pool.query({ name: statement.name, text: statement.text, values, query_timeout: queryTimeoutMs }).then(
         (result) => ({ rows: result.rows.filter(isRow), rowCount: result.rowCount ?? 0 }),
-        (error: unknown) => Promise.reject(storeError(statement, error)),
+        (error: unknown) => Promise.reject(storeError(statement.name, error)),
       );
     return withTimeout(`postgres ${statement.name}`, call, queryTimeoutMs, (late) => onLate?.(late.rows));
   }
@@ -134,22 +167,39 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
 
     // See the lease timeline above ClaimResult in types.ts; the predicate is in postgres-sql.ts.
     async claim(request: ClaimRequest): Promise<ClaimResult> {
-      const values = [request.key, request.fingerprint, request.token, request.leaseMs, request.retentionMs];
+      const { key, fingerprint, token, leaseMs, retentionMs } = request;
+      const values = [key, fingerprint, token, leaseMs, retentionMs, lockBound];
       // A claim answered after our timeout holds the key for a caller that already got a 503:
       // give it back at once instead of leaving it until the lease lapses.
       const releaseLate = (rows: Row[]) => {
         if (rows[0]?.acquired !== true) return;
-        const release = [request.key, request.token, request.retentionMs];
-        run(sql.release, release).catch(() => {});
+        run(sql.release, [key, token, retentionMs]).catch(() => {});
       };
+      let lockWaits = 0;
       for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
-        const { rows } = await run(sql.claim, values, releaseLate);
+        let rows: Row[];
+        try {
+          rows = (await run(sql.claim, values, releaseLate)).rows;
+        } catch (error) {
+          const code = sqlstateOf(error);
+          if (code !== undefined && RETRY_STATES.has(code)) continue;
+          if (code !== LOCK_TIMEOUT || ++lockWaits > LOCK_WAITS) throw error;
+          // An open transaction holds the row: in transactional mode, an owner between its
+          // completion and COMMIT. Until that COMMIT lands the committed record is in_progress,
+          // and in_progress is the answer (409, retry later), even past the lease: the holder may
+          // still commit, so nobody may take over. Any other committed state means the holder
+          // was something else (a sweep, a short write) that is about to change the row: ask again
+          // rather than decide from it.
+          const held = await store.get(key);
+          if (held?.state === RecordState.InProgress) return { outcome: 'in_progress', record: held };
+          continue;
+        }
         const row = rows[0];
         if (row?.acquired === true) return { outcome: 'acquired', generation: toInt(row.generation) };
         // No row: a concurrent claim committed after our snapshot. Takeable: the row we saw
         // changed under us. Either way the next statement's fresh snapshot decides.
         if (row === undefined || row.takeable === true) continue;
-        const record = toRecord({ ...row, key: request.key });
+        const record = toRecord({ ...row, key });
         return { outcome: record.state === RecordState.InProgress ? 'in_progress' : 'completed', record };
       }
       throw new StoreUnavailableError(`postgres claim kept racing for ${CLAIM_ATTEMPTS} attempts`);
@@ -171,9 +221,10 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
       return (await run(sql.sweep, [limit])).rowCount;
     },
 
-    // A missing table or column surfaces as StoreMisconfiguredError ("run idemkit migrate").
+    // A missing table or column surfaces as StoreMisconfiguredError ("run idemkit migrate");
+    // unsafe transaction settings are warned about once the store is used transactionally.
     async check(): Promise<void> {
-      await run(sql.probe, []);
+      settings.checked((await run(sql.probe, [])).rows[0]);
     },
 
     // The pool is the app's; the store made nothing that needs freeing.
@@ -181,58 +232,10 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
   };
   const connect = pool.connect?.bind(pool);
   if (connect) {
-    store.beginTransaction = () => openTransaction(connect, sql.complete, queryTimeoutMs);
+    store.beginTransaction = () => {
+      settings.transactionBegun();
+      return openTransaction(connect, sql.complete, queryTimeoutMs);
+    };
   }
   return store;
-}
-
-type Row = Record<string, unknown>;
-
-function isRow(value: unknown): value is Row {
-  return typeof value === 'object' && value !== null;
-}
-
-function storeError(statement: Statement, error: unknown): Error {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && MISSING_SCHEMA.has(code)) {
-    return new StoreMisconfiguredError(
-      `postgres store: ${messageOf(error)}; run idemkit migrate (or migrate({ pool })) with columns ${COLUMNS.join(', ')}`,
-      { cause: error },
-    );
-  }
-  return new StoreUnavailableError(`postgres ${statement.name} failed: ${messageOf(error)}`, {
-    cause: error,
-  });
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** bigint columns arrive as strings from pg (or as numbers, when the app set a type parser). */
-function toInt(value: unknown): number {
-  const n = typeof value === 'number' ? value : Number(value);
-  if (!Number.isSafeInteger(n)) throw new StoreUnavailableError(`postgres returned a bad integer: ${value}`);
-  return n;
-}
-
-function toRecord(row: Row): StoredRecord {
-  const state = row.state;
-  if (typeof row.key !== 'string' || typeof state !== 'string' || typeof row.fingerprint !== 'string') {
-    throw new StoreUnavailableError('postgres returned a record of an unexpected shape');
-  }
-  const record: StoredRecord = {
-    key: row.key,
-    state: state as StoredRecord['state'],
-    fingerprint: row.fingerprint,
-    generation: toInt(row.generation),
-    leaseUntil: toInt(row.lease_until),
-    expiresAt: toInt(row.expires_at),
-    createdAt: toInt(row.created_at),
-    completedAt: row.completed_at === null ? null : toInt(row.completed_at),
-  };
-  if (state === RecordState.Completed && row.response instanceof Uint8Array) {
-    record.response = decodeResponse(row.response);
-  }
-  return record;
 }

@@ -35,7 +35,7 @@ const rows = async (key: string) =>
 const tx = (ctx: { transaction?: unknown }) => ctx.transaction as PostgresTransactionClient;
 
 describe('postgres transactional mode', () => {
-  const store = () => postgresStore({ pool, table });
+  const store = () => postgresStore({ pool, table, onWarning() {} });
   const idem = () =>
     createIdempotency({ store: store(), secret, transactional: true, sweepIntervalMs: 0, onWarning() {} });
 
