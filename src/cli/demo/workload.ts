@@ -1,0 +1,99 @@
+import { randomUUID } from 'node:crypto';
+import type { RetryClient } from './retry-client.js';
+
+/** What one side of the demo (direct or through the gateway) did, counted as it goes. */
+export interface Tally {
+  started: number;
+  succeeded: number;
+  failed: number;
+  /** HTTP attempts, first tries and retries together. */
+  requests: number;
+  replays: number;
+  /** Duration of each successful attempt. */
+  requestMs: number[];
+  /** First attempt to final answer per operation, retries and backoff included. */
+  operationMs: number[];
+}
+
+export const newTally = (): Tally => ({
+  started: 0,
+  succeeded: 0,
+  failed: 0,
+  requests: 0,
+  replays: 0,
+  requestMs: [],
+  operationMs: [],
+});
+
+export interface WorkloadOptions {
+  client: RetryClient;
+  /** `POST` target, e.g. `http://127.0.0.1:port/charges`. */
+  url: string;
+  /** Operation ids are `<prefix>-<n>`, so both sides share one ledger. */
+  prefix: string;
+  operations: number;
+  concurrency: number;
+  /** `performance.now()` after which no new operation starts; started ones finish. */
+  deadline: number;
+  signal?: AbortSignal;
+  tally: Tally;
+}
+
+/**
+ * Charges `operations` times with `concurrency` customers at once. Each operation gets one fresh
+ * Idempotency-Key, and its retries reuse it with the same body: the client does its part right,
+ * and without idemkit the retries still charge twice.
+ */
+export async function runWorkload(options: WorkloadOptions): Promise<void> {
+  const { client, url, prefix, operations, deadline, signal, tally } = options;
+  let next = 0;
+  async function customer(): Promise<void> {
+    while (next < operations && performance.now() < deadline && !signal?.aborted) {
+      const n = next++;
+      tally.started++;
+      const body = JSON.stringify({
+        operation: `${prefix}-${n}`,
+        amount: 500 + (n % 50) * 100,
+        currency: 'eur',
+      });
+      const headers = {
+        'content-type': 'application/json',
+        authorization: 'Bearer sk_demo_shop',
+        'idempotency-key': randomUUID(),
+      };
+      const result = await client.post(url, headers, body);
+      tally.requests += result.attempts;
+      tally.operationMs.push(result.totalMs);
+      if (result.ok) {
+        tally.succeeded++;
+        tally.requestMs.push(result.requestMs);
+        if (result.replayed) tally.replays++;
+      } else tally.failed++;
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(options.concurrency, operations) }, customer));
+}
+
+/** Charges and duplicate charges of one side, read from the API's ledger. */
+export function ledgerCounts(
+  ledger: ReadonlyMap<string, number>,
+  prefix: string,
+): { charges: number; duplicates: number; chargedTwice: number } {
+  let charges = 0;
+  let duplicates = 0;
+  let chargedTwice = 0;
+  for (const [operation, count] of ledger) {
+    if (!operation.startsWith(`${prefix}-`)) continue;
+    charges += count;
+    duplicates += Math.max(0, count - 1);
+    if (count > 1) chargedTwice++;
+  }
+  return { charges, duplicates, chargedTwice };
+}
+
+/** Nearest-rank percentile; 0 for no samples. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
+}
