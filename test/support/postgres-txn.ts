@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { HandlerContext } from '../../src/core/execution.js';
+import { hashCredential, scopeHash } from '../../src/core/scope.js';
 import type { PostgresTransactionClient } from '../../src/stores/postgres.js';
 
 /*
@@ -19,17 +20,24 @@ export async function effectRows(pool: pg.Pool, table: string, key: string): Pro
   return rows.map((row: { note: string }) => row.note);
 }
 
+const AUTH = 'Bearer txn-user';
+
 /** A keyed POST as a client retries it: same key, same body, same credentials every time. */
 export function payRequest(key: string, base = 'http://idemkit.test'): Request {
   return new Request(`${base}/pay`, {
     method: 'POST',
     headers: {
       'content-type': 'application/json',
-      authorization: 'Bearer txn-user',
+      authorization: AUTH,
       'idempotency-key': key,
     },
     body: JSON.stringify({ amount: 1000, currency: 'eur' }),
   });
+}
+
+/** The store key the engine derives for `payRequest(key)` (default tenant and principal). */
+export function recordKeyOf(key: string): string {
+  return scopeHash({ tenant: '', principal: hashCredential(AUTH), method: 'POST', path: '/pay', key });
 }
 
 export function transactionOf(ctx: HandlerContext | undefined): PostgresTransactionClient {
