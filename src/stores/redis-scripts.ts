@@ -29,7 +29,7 @@ function script(name: string, source: string): RedisScript {
 
 /**
  * claim(KEYS[1]; ARGV: fingerprint, token, leaseMs, retentionMs)
- * → {1, generation} when acquired, else {0, st, fp, gen, lu, ea, ca, co, resp}.
+ * → {1, generation[, 1 on a takeover]} when acquired, else {0, st, fp, gen, lu, ea, ca, co, resp}.
  * See the lease timeline above ClaimResult in src/stores/types.ts.
  */
 export const CLAIM = script(
@@ -61,6 +61,8 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'st', 'in_progress', 'fp', ARGV[1], 'tok', ARGV[2], 'gen', gen,
   'lu', lu, 'ea', ea, 'ca', now)
 redis.call('PEXPIREAT', KEYS[1], ea)
+-- the third element flags a takeover of a lapsed lease (for the engine's takeover event)
+if st == 'in_progress' and gen > 1 then return {1, gen, 1} end
 return {1, gen}`,
 );
 

@@ -139,7 +139,10 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
       if (!Array.isArray(reply)) throw unexpected('claim', reply);
       if (reply[0] === 1) {
         await waitForReplicas(request.key);
-        return { outcome: 'acquired', generation: toInt(reply[1]) };
+        const generation = toInt(reply[1]);
+        return reply[2] === undefined
+          ? { outcome: 'acquired', generation }
+          : { outcome: 'acquired', generation, takeover: true };
       }
       const record = toRecord(request.key, reply.slice(1));
       if (!record) throw unexpected('claim', reply);
