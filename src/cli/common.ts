@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { Option } from 'commander';
 import { isIdempotencyError } from '../core/errors.js';
 import { ConfigError } from '../gateway/config-error.js';
@@ -36,7 +37,13 @@ export async function withStore<T>(
   url: string,
   doing: string,
   work: (opened: OpenedStore) => Promise<T>,
+  /** Opening a SQLite path creates the file: only migrate may; reading should not invent an empty store. */
+  { mayCreate = false } = {},
 ): Promise<T> {
+  const target = parseStoreUrl(url);
+  if (target.kind === 'sqlite' && !mayCreate && !existsSync(target.path)) {
+    usage(`no SQLite store at ${target.path}: pass the gateway's --store (sqlite:PATH) or set IDEMKIT_STORE`);
+  }
   const opened = await openStore(url, { requireSecret: false });
   try {
     return await work(opened);

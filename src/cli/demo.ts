@@ -14,8 +14,8 @@ interface DemoFlags {
 export function defineDemo(program: Command): void {
   program
     .command('demo')
-    .description('See duplicate charges happen without idemkit, and not with it (about 15 s, no setup).')
-    .option('--operations <n>', 'charges per side', '400')
+    .description('See duplicate charges happen without idemkit, and not with it (about 10 s, no setup).')
+    .option('--operations <n>', 'charges per side', '500')
     .option('--concurrency <n>', 'customers charging at once, per side', '8')
     .option('--fault-rate <p>', 'share of responses lost after the charge was made, 0–0.9', '0.2')
     .option('--duration <d>', 'stop starting new operations after this long', '40s')

@@ -23,9 +23,14 @@ async function runMigrate(flags: { store?: string }): Promise<void> {
   if (kind === 'memory' || kind === 'redis' || kind === 'redis-cluster') {
     usage(`${kind} keeps no schema, so there is nothing to migrate; migrate is for --store postgres://…`);
   }
-  await withStore(url, 'create the schema', async (opened) => {
-    // SQLite: opening checked the schema (and created it); PostgreSQL needs the explicit step.
-    await opened.migrate?.();
-    process.stdout.write(`schema ready in ${opened.description}\n`);
-  });
+  await withStore(
+    url,
+    'create the schema',
+    async (opened) => {
+      // SQLite: opening checked the schema (and created it); PostgreSQL needs the explicit step.
+      await opened.migrate?.();
+      process.stdout.write(`schema ready in ${opened.description}\n`);
+    },
+    { mayCreate: true },
+  );
 }

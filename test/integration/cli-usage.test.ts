@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -157,6 +157,19 @@ describe('usage errors exit with 2 and say what to do', { concurrency: 4 }, () =
 
   it('inspect with a query in the path', () =>
     usageError(['inspect', '--path', '/a?b=1', '--key', 'k'], /must start with \/ and have no query/));
+
+  it('inspect and purge on a SQLite file that does not exist, without creating it', async () => {
+    const missing = join(dir, 'never-written.db');
+
+    await usageError(
+      ['inspect', '--store', `sqlite:${missing}`, '--path', '/a', '--key', 'k'],
+      /no SQLite store at .*never-written\.db: pass the gateway's --store/,
+    );
+    await usageError(['purge', '--expired'], /no SQLite store at .*never-written\.db/, {
+      IDEMKIT_STORE: `sqlite:${missing}`,
+    });
+    assert.equal(existsSync(missing), false);
+  });
 
   it('purge without --expired or a record', () =>
     usageError(['purge'], /pass --expired, or name one record with --path and --key/));

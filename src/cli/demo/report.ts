@@ -19,7 +19,7 @@ export function formatTable(result: DemoResult): string {
     ['charges made', ...both((s) => s.charges)],
     ['DUPLICATE CHARGES', ...both((s) => s.duplicates)],
     ['customers charged twice or more', ...both((s) => s.chargedTwice)],
-    ['replays (Idempotent-Replayed: true)', '-', String(gateway.replays)],
+    ['replays received (Idempotent-Replayed)', '-', String(gateway.replays)],
     ['operations failed after all retries', ...both((s) => s.failed)],
     ['latency per request p50', ...both((s) => ms(s.requestP50Ms))],
     ['latency per request p99', ...both((s) => ms(s.requestP99Ms))],

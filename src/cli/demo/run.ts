@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { readdir, rm, rmdir } from 'node:fs/promises';
+import { constants, existsSync } from 'node:fs';
+import { access, readdir, rm, rmdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGateway } from '../../gateway/server.js';
 import { openStore } from '../../gateway/store-url.js';
@@ -21,7 +22,7 @@ export interface DemoOptions {
   durationMs: number;
   /** The client's deadline per attempt. */
   timeoutMs: number;
-  /** Folder of the temporary SQLite file. @default '.idemkit' */
+  /** Folder of the temporary SQLite file. @default '.idemkit', or one in the OS temp folder when the working directory is read-only */
   dir?: string;
   /** Called about once a second while the demo runs. */
   onProgress?: (progress: DemoProgress) => void;
@@ -65,7 +66,7 @@ export interface DemoResult {
  * Both sides run at once, on loopback, on random ports; everything is stopped at the end.
  */
 export async function runDemo(options: DemoOptions): Promise<DemoResult> {
-  const dir = options.dir ?? '.idemkit';
+  const dir = options.dir ?? (await demoFolder());
   const dirExisted = existsSync(dir);
   const dbPath = join(dir, `demo-${process.pid}-${randomBytes(4).toString('hex')}.db`);
   const cleanup: (() => Promise<unknown>)[] = [];
@@ -143,6 +144,16 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   } finally {
     // Reverse order: clients and proxies first, the gateway drains, then the store and the API.
     for (const step of cleanup.reverse()) await step().catch(() => {});
+  }
+}
+
+/** `.idemkit` like the gateway's default store, unless the working directory is read-only. */
+async function demoFolder(): Promise<string> {
+  try {
+    await access('.', constants.W_OK);
+    return '.idemkit';
+  } catch {
+    return join(tmpdir(), 'idemkit');
   }
 }
 
