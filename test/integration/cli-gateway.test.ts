@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type pg from 'pg';
 import { hashCredential, scopeHash } from '../../src/core/scope.js';
 import { runCli, startCli } from '../support/cli.js';
+import { POSTGRES_URL, postgresPool } from '../support/postgres-service.js';
+import { REDIS_URL } from '../support/redis-service.js';
 
 /*
  * `idemkit gateway` as an operator runs it: a child process with JSON logs, a real upstream,
@@ -107,6 +111,50 @@ describe('idemkit gateway (child process)', () => {
     assert.equal(code, 1);
     assert.match(stderr, /EADDRINUSE/);
   });
+});
+
+describe('idemkit gateway on the shared stores', () => {
+  let admin: pg.Pool;
+  const schema = `idemkit_cli_gw_${randomBytes(4).toString('hex')}`;
+  before(async () => {
+    admin = await postgresPool();
+    await admin.query(`CREATE SCHEMA "${schema}"`);
+  });
+  after(async () => {
+    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await admin.end();
+  });
+
+  const stores = {
+    postgres: () => `${POSTGRES_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`,
+    'redis (node-redis)': () => `${REDIS_URL}?client=node-redis`,
+    'redis (ioredis)': () => `${REDIS_URL}?client=ioredis`,
+  };
+  for (const [name, url] of Object.entries(stores)) {
+    it(`${name}: IDEMKIT_SECRET reaches the engine; a retry replays; SIGTERM exits 0`, async () => {
+      if (name === 'postgres') assert.equal((await runCli(['migrate', '--store', url()])).code, 0);
+      // A short retention: the shared Redis keeps no test records for a day.
+      const gateway = startCli(['gateway', '--upstream', upstreamUrl, '--port', '0', '--retention', '1m'], {
+        IDEMKIT_STORE: url(),
+        IDEMKIT_SECRET: randomBytes(32).toString('base64url'),
+      });
+      try {
+        const { url: base } = await gateway.waitForLog('idemkit gateway listening');
+        const path = `/charges/${randomBytes(6).toString('hex')}`;
+
+        const first = await post(base as string, path);
+        const retry = await post(base as string, path);
+        gateway.child.kill('SIGTERM');
+
+        assert.equal(first.status, 201, await first.text());
+        assert.equal(retry.headers.get('idempotent-replayed'), 'true');
+        assert.equal(received.filter((r) => r.path === path).length, 1);
+        assert.equal(await gateway.exited, 0);
+      } finally {
+        gateway.child.kill('SIGKILL');
+      }
+    });
+  }
 });
 
 describe('idemkit inspect and purge on the file that gateway wrote', () => {
