@@ -132,7 +132,8 @@ WHERE r.key = $1 AND r.state = 'in_progress' AND r.owner_token = $2`,
     probe: named(
       'probe',
       `SELECT current_setting('lock_timeout') AS lock_timeout,
-  current_setting('idle_in_transaction_session_timeout') AS idle_in_transaction_session_timeout
+  current_setting('idle_in_transaction_session_timeout') AS idle_in_transaction_session_timeout,
+  current_setting('default_transaction_isolation') AS default_transaction_isolation
 WHERE NOT EXISTS (SELECT ${RECORD}, owner_token FROM ${t} WHERE false)`,
     ),
   };

@@ -14,7 +14,10 @@ import type { CompleteRequest, StoreTransaction } from './types.js';
  *
  * The record row is locked only between the CAS and COMMIT (two round trips), so duplicates and
  * heartbeats do not queue behind a slow handler. READ COMMITTED is enough: the unique key and the
- * CAS decide, not snapshot isolation (F12).
+ * CAS decide, not snapshot isolation (F12). It is also required for handlers longer than a third
+ * of the lease: at REPEATABLE READ or SERIALIZABLE the CAS meets the row version the engine's
+ * heartbeat committed after the transaction's snapshot and fails with 40001 (503, nothing applied),
+ * so `check()` warns when transactions would run at another level.
  */
 
 /** A pooled connection as `pool.connect()` hands it out (a `pg.PoolClient` fits). */
@@ -37,10 +40,15 @@ export interface PostgresTransactionClient {
   ): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }>;
 }
 
+/** Isolation levels a transaction may be opened with (`postgresStore({ isolationLevel })`). */
+export const ISOLATION_LEVELS = ['read committed', 'repeatable read', 'serializable'] as const;
+export type IsolationLevel = (typeof ISOLATION_LEVELS)[number];
+
 export async function openTransaction(
   connect: () => Promise<PostgresPoolClient>,
   complete: Statement,
   timeoutMs: number,
+  isolationLevel: IsolationLevel | undefined,
 ): Promise<StoreTransaction<PostgresTransactionClient>> {
   const connection = await withTimeout('postgres connect', connect, timeoutMs, (late) => late.release());
   let open = true;
@@ -60,7 +68,7 @@ export async function openTransaction(
   }
 
   try {
-    await send('BEGIN');
+    await send(isolationLevel === undefined ? 'BEGIN' : `BEGIN ISOLATION LEVEL ${isolationLevel}`);
   } catch (error) {
     finish(error as Error);
     throw new StoreUnavailableError(`postgres BEGIN failed: ${(error as Error).message}`, { cause: error });

@@ -5,6 +5,8 @@ import { isRow, type Row, sqlstateOf, storeError, toInt, toRecord } from './post
 import { schemaSql, tableName } from './postgres-schema.js';
 import { type Statement, statements } from './postgres-sql.js';
 import {
+  ISOLATION_LEVELS,
+  type IsolationLevel,
   openTransaction,
   type PostgresPoolClient,
   type PostgresTransactionClient,
@@ -19,7 +21,11 @@ import {
   type TransactionalStore,
 } from './types.js';
 
-export type { PostgresPoolClient, PostgresTransactionClient } from './postgres-transaction.js';
+export type {
+  IsolationLevel,
+  PostgresPoolClient,
+  PostgresTransactionClient,
+} from './postgres-transaction.js';
 
 /** One query as the store sends it. `query_timeout` is pg's per-query client-side read timeout. */
 export interface PostgresQueryConfig {
@@ -75,8 +81,16 @@ export interface PostgresStoreOptions {
    */
   lockTimeoutMs?: number;
   /**
-   * Receives the startup warning about server settings (`lock_timeout`,
-   * `idle_in_transaction_session_timeout` off) once the store is used transactionally.
+   * The isolation level transactional-mode transactions are opened with. Use `'read committed'`
+   * when the database default is stricter: at REPEATABLE READ or SERIALIZABLE a handler running
+   * longer than a third of the lease fails its COMMIT against its own heartbeat (503).
+   * @default undefined (the connection's `default_transaction_isolation`)
+   */
+  isolationLevel?: IsolationLevel;
+  /**
+   * Receives the startup warning about server settings (`lock_timeout` or
+   * `idle_in_transaction_session_timeout` off, transactions above READ COMMITTED) once the store
+   * is used transactionally.
    * @default process.emitWarning
    */
   onWarning?: (message: string) => void;
@@ -127,6 +141,7 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
     name: tableName(options.table, options.schema),
     queryTimeoutMs: options.queryTimeoutMs ?? 2_000,
     lockTimeoutMs: options.lockTimeoutMs ?? 200,
+    isolationLevel: options.isolationLevel,
     onWarning: options.onWarning ?? ((m: string) => process.emitWarning(m, 'IdemkitWarning')),
   });
   if (!config.pool || typeof config.pool.query !== 'function') {
@@ -141,9 +156,14 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
       `postgresStore: lockTimeoutMs must be a positive integer below queryTimeoutMs (${queryTimeoutMs}), got ${lockTimeoutMs}`,
     );
   }
+  if (config.isolationLevel !== undefined && !ISOLATION_LEVELS.includes(config.isolationLevel)) {
+    throw new IdempotencyConfigError(
+      `postgresStore: isolationLevel must be one of ${ISOLATION_LEVELS.join(', ')}, got ${config.isolationLevel}`,
+    );
+  }
   const sql = statements(config.name);
   const lockBound = `${lockTimeoutMs}ms`;
-  const settings = settingsWarner(config.onWarning);
+  const settings = settingsWarner(config.onWarning, config.isolationLevel);
 
   function run(
     statement: Statement,
@@ -234,7 +254,7 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
   if (connect) {
     store.beginTransaction = () => {
       settings.transactionBegun();
-      return openTransaction(connect, sql.complete, queryTimeoutMs);
+      return openTransaction(connect, sql.complete, queryTimeoutMs, config.isolationLevel);
     };
   }
   return store;

@@ -1,11 +1,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type pg from 'pg';
-import { StoreMisconfiguredError } from '../../src/core/errors.js';
+import { IdempotencyConfigError, StoreMisconfiguredError } from '../../src/core/errors.js';
 import { createIdempotency } from '../../src/index.js';
-import { migrate, type PostgresPool, postgresStore } from '../../src/stores/postgres.js';
+import { type IsolationLevel, migrate, type PostgresPool, postgresStore } from '../../src/stores/postgres.js';
 import { POSTGRES_URL, postgresPool, randomTable } from '../support/postgres-service.js';
-import { chargeHandler, createEffectTable, payRequest, TXN_SECRET } from '../support/postgres-txn.js';
+import {
+  chargeHandler,
+  createEffectTable,
+  effectRows,
+  payRequest,
+  TXN_SECRET,
+  transactionOf,
+} from '../support/postgres-txn.js';
 
 /*
  * The PostgreSQL startup check (reliability.md §6 item 7, F12): a missing schema is
@@ -38,9 +45,14 @@ async function poolWith(settings: string): Promise<pg.Pool> {
   return p;
 }
 
-function storeWithWarnings(p: PostgresPool, name = table) {
+function storeWithWarnings(p: PostgresPool, name = table, isolationLevel?: IsolationLevel) {
   const warnings: string[] = [];
-  const store = postgresStore({ pool: p, table: name, onWarning: (m) => warnings.push(m) });
+  const store = postgresStore({
+    pool: p,
+    table: name,
+    onWarning: (m) => warnings.push(m),
+    ...(isolationLevel ? { isolationLevel } : {}),
+  });
   const begin = async () => {
     const tx = await (store.beginTransaction as NonNullable<typeof store.beginTransaction>)({
       key: 'k',
@@ -147,5 +159,56 @@ describe('postgres check(): transaction settings and schema', () => {
     }
 
     assert.equal(seen.filter((w) => w.name === 'IdemkitWarning').length, 1);
+  });
+
+  it('warns when transactions would run above READ COMMITTED, unless isolationLevel says read committed', async () => {
+    const rr = await poolWith(
+      '-c lock_timeout=2s -c idle_in_transaction_session_timeout=10s -c default_transaction_isolation=repeatable\\ read',
+    );
+    const stricter = storeWithWarnings(rr);
+    const pinned = storeWithWarnings(rr, table, 'read committed');
+
+    for (const s of [stricter, pinned]) {
+      await s.store.check?.();
+      await s.begin();
+    }
+
+    assert.equal(stricter.warnings.length, 1);
+    assert.match(stricter.warnings[0] ?? '', /transactions run at repeatable read.*isolationLevel/);
+    assert.deepEqual(pinned.warnings, []);
+    assert.throws(
+      () => postgresStore({ pool, isolationLevel: 'snapshot' as IsolationLevel }),
+      IdempotencyConfigError,
+    );
+  });
+
+  it('at repeatable read a handler longer than leaseMs/3 fails its COMMIT (503); isolationLevel read committed fixes it', async () => {
+    const rr = await poolWith('-c default_transaction_isolation=repeatable\\ read');
+    const run = async (isolationLevel?: IsolationLevel) => {
+      const key = `iso-${Math.random()}`;
+      const levels: string[] = [];
+      const engine = createIdempotency({
+        store: storeWithWarnings(rr, table, isolationLevel).store,
+        secret: TXN_SECRET,
+        transactional: true,
+        leaseMs: 300,
+        sweepIntervalMs: 0,
+        onWarning() {},
+      });
+      const res = await engine.handle(payRequest(key), async (request, ctx) => {
+        const shown = await transactionOf(ctx).query('SHOW transaction_isolation');
+        levels.push(String(shown.rows[0]?.transaction_isolation));
+        const response = await chargeHandler(effects, 'slow', { count: 0 })(request, ctx);
+        // Past two heartbeats (every 100 ms), each committed after this transaction's snapshot.
+        await new Promise((resolve) => setTimeout(resolve, 450));
+        return response;
+      });
+      return { status: res.status, level: levels[0], rows: await effectRows(pool, effects, key) };
+    };
+
+    const [poolDefault, pinned] = [await run(), await run('read committed')];
+
+    assert.deepEqual(poolDefault, { status: 503, level: 'repeatable read', rows: [] });
+    assert.deepEqual(pinned, { status: 201, level: 'read committed', rows: ['slow'] });
   });
 });
