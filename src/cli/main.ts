@@ -18,7 +18,7 @@ const { version } = JSON.parse(readFileSync(new URL('../../package.json', import
   version: string;
 };
 
-export function createProgram(): Command {
+function createProgram(): Command {
   const program = new Command('idemkit')
     .description('Make API retries safe with Idempotency-Keys.')
     .version(version, '-v, --version')
