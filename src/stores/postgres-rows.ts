@@ -25,13 +25,18 @@ export function storeError(operation: string, error: unknown): Error {
   return new StoreUnavailableError(`postgres ${operation} failed: ${messageOf(error)}`, { cause: error });
 }
 
+/** Five digits and capitals: the server's answer, not a socket error's code (ECONNRESET). */
+export function isSqlstate(code: unknown): code is string {
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
+}
+
 /** The server's SQLSTATE, on a `pg` error or on the store error that wraps one as `cause`. */
 export function sqlstateOf(error: unknown): string | undefined {
   const own = (error as { code?: unknown } | null)?.code;
-  if (typeof own === 'string' && /^[0-9A-Z]{5}$/.test(own)) return own;
+  if (isSqlstate(own)) return own;
   const cause = (error as { cause?: unknown } | null)?.cause;
   const code = (cause as { code?: unknown } | null | undefined)?.code;
-  return typeof code === 'string' ? code : undefined;
+  return isSqlstate(code) ? code : undefined;
 }
 
 export function messageOf(error: unknown): string {

@@ -1,5 +1,6 @@
 import { StoreUnavailableError } from '../core/errors.js';
 import { withTimeout } from '../core/store-call.js';
+import { isSqlstate } from './postgres-rows.js';
 import type { Statement } from './postgres-sql.js';
 import { encodeResponse } from './response-codec.js';
 import type { CompleteRequest, StoreTransaction } from './types.js';
@@ -30,6 +31,13 @@ export interface PostgresPoolClient {
   }): Promise<{ rows: unknown[]; rowCount: number | null; command?: string }>;
   /** `release(error)` destroys the connection instead of returning it to the pool. */
   release(error?: Error | boolean): void;
+  /**
+   * pg emits connection errors on a checked-out client, and the pool listens only to idle ones:
+   * with no listener of ours, a connection lost mid-transaction would be thrown as an uncaught
+   * exception and end the app's process.
+   */
+  on?(event: 'error', listener: (error: Error) => void): unknown;
+  removeListener?(event: 'error', listener: (error: Error) => void): unknown;
 }
 
 /** What handlers get as `ctx.transaction`: queries inside the transaction, nothing else. */
@@ -51,6 +59,9 @@ export async function openTransaction(
   isolationLevel: IsolationLevel | undefined,
 ): Promise<StoreTransaction<PostgresTransactionClient>> {
   const connection = await withTimeout('postgres connect', connect, timeoutMs, (late) => late.release());
+  // The error also rejects the query in flight (or the next one), which is where it is handled.
+  const ignore = () => {};
+  connection.on?.('error', ignore);
   let open = true;
   const send = (text: string, values?: unknown[], name?: string) =>
     connection.query({
@@ -60,10 +71,14 @@ export async function openTransaction(
       ...(name ? { name } : {}),
     });
 
-  /** Ends the transaction once: a broken connection is destroyed, never pooled. */
+  /**
+   * Ends the transaction once: a broken connection is destroyed, never pooled, and keeps our
+   * listener (pg may still emit on it while the pool ends it); a healthy one goes back without it.
+   */
   function finish(error?: Error): void {
     if (!open) return;
     open = false;
+    if (!error) connection.removeListener?.('error', ignore);
     connection.release(error ?? false);
   }
 
@@ -107,8 +122,9 @@ export async function openTransaction(
       } catch (error) {
         finish(error as Error);
         // An answer from the server (a SQLSTATE) means it rolled back; no answer means the COMMIT
-        // may or may not have landed: the engine answers 503 outcome-unknown.
-        if (typeof (error as { code?: unknown }).code === 'string') {
+        // may or may not have landed: the engine answers 503 outcome-unknown. Socket errors carry
+        // string codes too (ECONNRESET, EPIPE), so only the SQLSTATE shape counts as an answer.
+        if (isSqlstate((error as { code?: unknown }).code)) {
           throw new StoreUnavailableError(`postgres COMMIT failed: ${(error as Error).message}`, {
             cause: error,
           });
