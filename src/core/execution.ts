@@ -153,7 +153,7 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
   }
 
   async function storeResult(response: EngineResponse): Promise<CommitResult> {
-    const stored = toStoredResponse(response, options.replayAllowlist, options.maxStoredBytes);
+    const stored = toStoredResponse(response, options.replayAllowlist(p.request), options.maxStoredBytes);
     const call = () => store.complete({ key, token, response: stored, retentionMs: p.retentionMs });
     for (let attempt = 1; attempt <= COMPLETE_ATTEMPTS; attempt++) {
       try {
@@ -175,7 +175,7 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
 
   /** F3/F12 in transactional mode: the result and the handler's writes commit together. */
   async function commitTransaction(tx: StoreTransaction, response: EngineResponse): Promise<CommitResult> {
-    const stored = toStoredResponse(response, options.replayAllowlist, options.maxStoredBytes);
+    const stored = toStoredResponse(response, options.replayAllowlist(p.request), options.maxStoredBytes);
     let outcome: 'committed' | 'lease-lost' | 'unknown';
     try {
       outcome = await tx.commit({ key, token, response: stored, retentionMs: p.retentionMs });

@@ -68,8 +68,8 @@ export interface IdempotencyOptions {
   fingerprintHeaders?: readonly string[];
   /** `canonical` compares JSON bodies by meaning, `raw` by bytes. @default 'canonical' */
   fingerprintBody?: 'canonical' | 'raw';
-  /** Response headers replayed in addition to the built-in allowlist. @default [] */
-  replayHeaders?: readonly string[];
+  /** Response headers replayed in addition to the built-in allowlist (per route: a function). @default [] */
+  replayHeaders?: PerRequest<readonly string[]>;
   /** Overrides the store/release policy of architecture.md §2 item 8. */
   classify?: (response: EngineResponse, request: EngineRequest) => Disposition;
   /**
@@ -156,7 +156,7 @@ export function resolveOptions(options: IdempotencyOptions) {
       bodyMode: options.fingerprintBody ?? DEFAULTS.fingerprintBody,
     }),
     fingerprintHeaders: Object.freeze((options.fingerprintHeaders ?? []).map((h) => h.toLowerCase())),
-    replayAllowlist: replayAllowlist(options.replayHeaders ?? []),
+    replayAllowlist: allowlistResolver(options.replayHeaders ?? []),
     classify: options.classify ?? defaultClassify,
     failOpen: options.failOpen ?? false,
     transactional: options.transactional ?? false,
@@ -186,6 +186,26 @@ export function waitMsOf(wait: boolean | number): number {
   if (wait === true) return DEFAULTS.waitMsWhenOn;
   if (wait === false) return 0;
   return wait;
+}
+
+/** One allowlist set per distinct header list (routes keep their list, so this stays small). */
+function allowlistResolver(
+  headers: PerRequest<readonly string[]>,
+): (request: EngineRequest) => ReadonlySet<string> {
+  if (typeof headers !== 'function') {
+    const set = replayAllowlist(headers);
+    return () => set;
+  }
+  const sets = new WeakMap<readonly string[], ReadonlySet<string>>();
+  return (request) => {
+    const list = headers(request);
+    let set = sets.get(list);
+    if (!set) {
+      set = replayAllowlist(list);
+      sets.set(list, set);
+    }
+    return set;
+  };
 }
 
 function toFunction<T>(value: PerRequest<T>): (request: EngineRequest) => T {

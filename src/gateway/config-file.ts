@@ -19,6 +19,7 @@ const ROUTE_KEYS = [
   'retentionMs',
   'waitMs',
   'onUpstreamFailure',
+  'replayHeaders',
 ] as const;
 const METHOD = /^[A-Za-z]+$/;
 
@@ -71,6 +72,9 @@ function parseRoute(entry: unknown, source: string): GatewayRoute {
     route.principalHeader = field('principalHeader', entry.principalHeader, source) as string;
   for (const key of ['leaseMs', 'retentionMs', 'waitMs'] as const) {
     if (entry[key] !== undefined) route[key] = field(key, entry[key], source) as number;
+  }
+  if (entry.replayHeaders !== undefined) {
+    route.replayHeaders = field('replayHeaders', entry.replayHeaders, source) as string[];
   }
   if (entry.onUpstreamFailure !== undefined) {
     if (entry.onUpstreamFailure !== 'release' && entry.onUpstreamFailure !== 'uncertain') {

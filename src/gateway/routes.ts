@@ -9,6 +9,8 @@ export interface ResolvedRoute {
   retentionMs: number;
   waitMs: number;
   onUpstreamFailure: 'release' | 'uncertain';
+  /** Top-level plus route replay headers; one array per route, so the engine caches its set. */
+  replayHeaders: readonly string[];
 }
 
 const DEFAULT_METHODS = ['POST', 'PATCH'];
@@ -30,6 +32,7 @@ export function createRouteMatcher(config: GatewayConfig): (method: string, path
       retentionMs: route.retentionMs ?? config.retentionMs,
       waitMs: route.waitMs ?? config.waitMs,
       onUpstreamFailure: route.onUpstreamFailure ?? 'release',
+      replayHeaders: Object.freeze([...config.replayHeaders, ...(route.replayHeaders ?? [])]),
     });
   const fallback = resolve({});
   const compiled = config.routes.map((route) => ({

@@ -53,7 +53,7 @@ export async function startGateway({
     maxBodyBytes: config.maxBodyBytes,
     maxStoredBytes: config.maxStoredBytes,
     storeTimeoutMs: config.storeTimeoutMs,
-    replayHeaders: config.replayHeaders,
+    replayHeaders: (req) => routeOf(req).replayHeaders,
     onWarning: (message) => logger.warn({}, message),
     ...overrides,
     store: metrics.timed(overrides.store ?? store),

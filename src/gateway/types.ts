@@ -18,6 +18,8 @@ export interface GatewayRoute {
   retentionMs?: number;
   /** Hold concurrent duplicates up to this long; 0 answers 409 at once. */
   waitMs?: number;
+  /** Response headers replayed on this route besides the allowlist and the top-level list. */
+  replayHeaders?: string[];
   /** `release` (default): an upstream failure frees the key; `uncertain` holds it (409). */
   onUpstreamFailure?: 'release' | 'uncertain';
 }
