@@ -85,6 +85,8 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
         () => store.heartbeat({ key, token, leaseMs: p.leaseMs, retentionMs: p.retentionMs }),
         options.storeTimeoutMs,
       );
+      // A heartbeat that waited on the row lock through our own commit is no news.
+      if (finished) return;
       if (renewed) lastRenewed = sentAt;
       else loseLease();
     } catch (error) {
@@ -183,7 +185,8 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
       // The COMMIT failed and rolled everything back: free the key so the retry runs once.
       emit({ type: 'store-error', key, operation: 'commit', error });
       await tx.rollback().catch(() => {});
-      await store.release({ key, token, retentionMs: p.retentionMs }).catch(() => {});
+      const release = () => store.release({ key, token, retentionMs: p.retentionMs });
+      await withTimeout('release', release, options.storeTimeoutMs).catch(() => {});
       return {
         response: problemResponse('store-unavailable', 'nothing was applied; retry with the same key'),
         disposition: 'release',

@@ -1,4 +1,4 @@
-import type { IdempotencyStore } from '../stores/types.js';
+import { type IdempotencyStore, isTransactionalStore, type TransactionalStore } from '../stores/types.js';
 
 /**
  * Wraps a real store and counts the calls that reach it, so a test can prove that a rejected
@@ -25,6 +25,9 @@ export function countingStore(store: IdempotencyStore): { store: IdempotencyStor
     close: () => store.close(),
   };
   if (store.check) wrapped.check = store.check.bind(store);
+  if (isTransactionalStore(store)) {
+    (wrapped as TransactionalStore).beginTransaction = counted(store.beginTransaction);
+  }
   // Reading the secret is setup, not a request's store call.
   if (store.defaultSecret) wrapped.defaultSecret = store.defaultSecret.bind(store);
   return { store: wrapped, calls: () => calls };
