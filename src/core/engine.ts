@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { ClaimResult, StoredRecord, StoreTransaction, TransactionalStore } from '../stores/types.js';
 import { readJsonStringField } from './canonical-json.js';
 import { monotonicNow, sleep } from './clock.js';
@@ -230,7 +230,8 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
     let waiting = false;
     try {
       for (;;) {
-        const token = randomBytes(16).toString('hex');
+        // randomUUID draws from a cached entropy pool; randomBytes pays a getpid syscall per call.
+        const token = randomUUID();
         let result: ClaimResult;
         try {
           result = await claim(c, token);

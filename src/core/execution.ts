@@ -64,7 +64,9 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
   const { options, key, token } = p;
   const store: IdempotencyStore = options.store;
   const emit = options.onEvent ?? (() => {});
-  const controller = new AbortController();
+  // Created only when the handler reads ctx.signal: most never do, and it costs per request.
+  let controller: AbortController | undefined;
+  let abortReason: unknown;
   let effectsStarted = false;
   let leaseLost = false;
   let finished = false;
@@ -103,7 +105,8 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
     leaseLost = true;
     clearInterval(heartbeat);
     emit({ type: 'lease-lost', key, generation: p.generation });
-    controller.abort(new IdempotencyError('lease-lost', 'the lease on this Idempotency-Key was lost'));
+    abortReason = new IdempotencyError('lease-lost', 'the lease on this Idempotency-Key was lost');
+    controller?.abort(abortReason);
   }
 
   function settle(): void {
@@ -228,7 +231,13 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
     kind: 'execute',
     key,
     ctx: {
-      signal: controller.signal,
+      get signal() {
+        if (!controller) {
+          controller = new AbortController();
+          if (abortReason !== undefined) controller.abort(abortReason);
+        }
+        return controller.signal;
+      },
       fencingToken: p.generation,
       downstreamKey: () => downstreamKeyFor(key),
       effectsStarted: () => {

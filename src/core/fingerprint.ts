@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import { canonicalJson } from './canonical-json.js';
 import { IdempotencyConfigError } from './errors.js';
 
@@ -53,7 +53,8 @@ export function createFingerprint(input: FingerprintInput, options: FingerprintO
   return {
     /** `<version>:<base64url HMAC>` with the given secret. */
     digest(secret: VersionedSecret): string {
-      return `${secret.version}:${createHmac('sha256', secret.key).update(material).digest('base64url')}`;
+      const hmac = createHmac('sha256', keyObjectOf(secret)).update(material.head).update(material.kind);
+      return `${secret.version}:${hmac.update(material.body).digest('base64url')}`;
     },
   };
 }
@@ -72,26 +73,38 @@ export function fingerprintMatches(
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-function buildMaterial(input: FingerprintInput, options: FingerprintOptions): Buffer {
+interface Material {
+  /** The request line and selected headers as a JSON array: an unambiguous, self-delimiting prefix. */
+  head: string;
+  /** `j` + canonical JSON, or `r` followed by the raw bytes. */
+  kind: 'j' | 'r';
+  body: string | Uint8Array;
+}
+
+function buildMaterial(input: FingerprintInput, options: FingerprintOptions): Material {
   const mediaType = input.contentType.split(';')[0]?.trim().toLowerCase() ?? '';
-  let bodyPart: Buffer | undefined;
-  if (options.bodyMode === 'canonical' && JSON_TYPE.test(mediaType) && input.body.byteLength > 0) {
-    const canonical = canonicalJson(Buffer.from(input.body).toString('utf8'), options.excludeFields);
-    if (canonical !== undefined) bodyPart = Buffer.from(`j${canonical}`, 'utf8');
-  }
-  bodyPart ??= Buffer.concat([Buffer.from('r'), input.body]);
-  const fields = [
+  const head = JSON.stringify([
     input.method,
     input.path,
     input.query,
     mediaType,
     ...input.headers.flatMap(([n, v]) => [n.toLowerCase(), v]),
-  ];
-  const parts: Buffer[] = [];
-  for (const field of [...fields.map((f) => Buffer.from(f, 'utf8')), bodyPart]) {
-    const length = Buffer.allocUnsafe(4);
-    length.writeUInt32BE(field.length, 0);
-    parts.push(length, field);
+  ]);
+  if (options.bodyMode === 'canonical' && JSON_TYPE.test(mediaType) && input.body.byteLength > 0) {
+    const canonical = canonicalJson(Buffer.from(input.body).toString('utf8'), options.excludeFields);
+    if (canonical !== undefined) return { head, kind: 'j', body: canonical };
   }
-  return Buffer.concat(parts);
+  return { head, kind: 'r', body: input.body };
+}
+
+const keyObjects = new WeakMap<VersionedSecret, KeyObject>();
+
+/** HMAC keys are imported once per secret, not on every request. */
+function keyObjectOf(secret: VersionedSecret): KeyObject {
+  let key = keyObjects.get(secret);
+  if (!key) {
+    key = createSecretKey(Buffer.from(secret.key, 'utf8'));
+    keyObjects.set(secret, key);
+  }
+  return key;
 }

@@ -10,19 +10,14 @@ export interface Scope {
 }
 
 /**
- * The store key: SHA-256 over the length-prefixed scope fields, hex (64 bytes). Length prefixes
- * keep `("ab", "c")` and `("a", "bc")` apart; hashing keeps client keys, which may be sensitive,
- * out of the store and bounds the key size whatever the client sent.
+ * The store key: SHA-256 over the scope fields, hex (64 bytes). The fields are hashed as a JSON
+ * array, an unambiguous encoding (`("ab", "c")` and `("a", "bc")` stay apart) that costs one
+ * hash update; hashing keeps client keys, which may be sensitive, out of the store and bounds
+ * the key size whatever the client sent.
  */
 export function scopeHash(scope: Scope): string {
-  const hash = createHash('sha256');
-  for (const field of [scope.tenant, scope.principal, scope.method, scope.path, scope.key]) {
-    const bytes = Buffer.from(field, 'utf8');
-    const length = Buffer.allocUnsafe(4);
-    length.writeUInt32BE(bytes.length, 0);
-    hash.update(length).update(bytes);
-  }
-  return hash.digest('hex');
+  const fields = JSON.stringify([scope.tenant, scope.principal, scope.method, scope.path, scope.key]);
+  return createHash('sha256').update(fields).digest('hex');
 }
 
 /**

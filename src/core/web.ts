@@ -79,11 +79,12 @@ export async function readBody(request: Request, maxBytes: number): Promise<Uint
 
 function rebuild(request: Request, body: Uint8Array): Request {
   const hasBody = body.byteLength > 0 && request.method !== 'GET' && request.method !== 'HEAD';
+  // No `signal: request.signal`: a client that disconnects must not abort a claimed handler
+  // (F6); only a lost lease does, through ctx.signal.
   return new Request(request.url, {
     method: request.method,
     headers: request.headers,
     body: hasBody ? (body as Uint8Array<ArrayBuffer>) : null,
-    signal: request.signal,
   });
 }
 
