@@ -16,6 +16,9 @@ import type { ClaimRequest, ClaimResult, Clock, IdempotencyStore, StoredRecord }
 export type { SqliteDatabase, SqliteStatement } from './sqlite-connection.js';
 
 /** `{ path }`: the store opens (and closes) the file. `{ database }`: the app's connection. */
+/** How often a claim re-runs when another writer changed the row between upsert and read. */
+const CLAIM_ATTEMPTS = 8;
+
 export type SqliteTarget = { path: string } | { database: SqliteDatabase };
 
 export interface SqliteStoreOptions {
@@ -144,16 +147,15 @@ export function sqliteStore(target: SqliteTarget, options: SqliteStoreOptions = 
   }
 
   /**
-   * One claim (see the lease timeline in types.ts): the upsert writes only when the predicate
-   * holds; otherwise the loser reads the row in the same IMMEDIATE transaction, so it cannot have
-   * changed or vanished in between. Plain BEGIN IMMEDIATE rather than better-sqlite3's
-   * `transaction()`, so any driver with `exec` fits.
+   * One claim (see the lease timeline in types.ts). The upsert alone is atomic and writes only
+   * when the predicate holds, so the common case (acquired) is one autocommit statement with no
+   * BEGIN/COMMIT around it. The loser then reads the row; if that row vanished or became
+   * claimable in between (released, swept, expired), the claim is simply tried again (bounded).
    */
-  function claimOnce(s: Statements, handle: SqliteDatabase, request: ClaimRequest): ClaimResult {
-    const at = now();
-    const leaseUntil = at + request.leaseMs;
-    handle.exec('BEGIN IMMEDIATE');
-    try {
+  function claimOnce(s: Statements, request: ClaimRequest): ClaimResult {
+    for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
+      const at = now();
+      const leaseUntil = at + request.leaseMs;
       const won = s.claim.get({
         key: request.key,
         fingerprint: request.fingerprint,
@@ -162,22 +164,24 @@ export function sqliteStore(target: SqliteTarget, options: SqliteStoreOptions = 
         expiresAt: leaseUntil + request.retentionMs,
         now: at,
       }) as { generation: number; claimedFrom: string | null } | undefined;
-      const row = won ? undefined : (s.get.get({ key: request.key }) as Row | undefined);
-      handle.exec('COMMIT');
       if (won?.claimedFrom === 'in_progress')
         return { outcome: 'acquired', generation: won.generation, takeover: true };
       if (won) return { outcome: 'acquired', generation: won.generation };
-      if (!row) throw new Error(`claim wrote nothing, yet no row exists for the key`);
+      const row = s.get.get({ key: request.key }) as Row | undefined;
+      if (!row || claimable(row, request.fingerprint, now())) continue;
       const record = toRecord(row);
       return { outcome: record.state === 'in_progress' ? 'in_progress' : 'completed', record };
-    } catch (error) {
-      try {
-        handle.exec('ROLLBACK');
-      } catch {
-        // No transaction left to roll back.
-      }
-      throw error;
     }
+    throw new StoreUnavailableError(`sqlite claim kept racing other writers for ${CLAIM_ATTEMPTS} attempts`);
+  }
+
+  /** The claim predicate of types.ts, for the rare row that changed between upsert and read. */
+  function claimable(row: Row, fingerprint: string, at: number): boolean {
+    return (
+      row.state === 'released' ||
+      row.expiresAt <= at ||
+      (row.state === 'in_progress' && row.leaseUntil <= at && row.fingerprint === fingerprint)
+    );
   }
 
   const changed = (result: { changes: number | bigint }) => Number(result.changes) > 0;
@@ -185,7 +189,7 @@ export function sqliteStore(target: SqliteTarget, options: SqliteStoreOptions = 
   return {
     name: 'sqlite',
 
-    claim: (request) => call('claim', (s, handle) => claimOnce(s, handle, request)),
+    claim: (request) => call('claim', (s) => claimOnce(s, request)),
 
     heartbeat: ({ key, token, leaseMs, retentionMs }) =>
       call('heartbeat', (s) => {
