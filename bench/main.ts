@@ -1,7 +1,12 @@
 /** `npm run bench -- <name> [flags]`: runs one benchmark; without a name, lists them. */
 const BENCHES: Record<string, { file: string; about: string }> = {
   engine: { file: './engine.js', about: 'fetch handler bare vs idemkit (memory, SQLite) over HTTP, ratios' },
+  gateway: {
+    file: './gateway.js',
+    about: 'idemkit gateway (memory, SQLite, Redis) vs a bare undici proxy, unique keys and replays',
+  },
   stores: { file: './stores.js', about: 'claims per second per store' },
+  core: { file: './core.js', about: 'the engine alone in process (begin/commit, replays), no HTTP' },
   rss: { file: './memory-rss.js', about: 'RSS while 1,000,000 unique keys pass through the memory store' },
 };
 

@@ -1,0 +1,69 @@
+/**
+ * `npm run bench -- core [--requests 200000]`: the engine alone, in process, no HTTP: what
+ * `begin()` + `commit()` cost per executed request and `begin()` per replay on the memory store,
+ * next to the work a bare handler does anyway (parse the JSON body). Separates the engine's own
+ * cost from the fetch adapter's Request/Response rebuilding, which the `engine` bench includes.
+ */
+import { parseArgs } from 'node:util';
+import { createIdempotency, memoryStore } from '../src/index.js';
+
+const BODY = Buffer.from(JSON.stringify({ amount: 1000, currency: 'eur', customer: 'cus_0123456789' }));
+const HEADERS_BASE = { 'content-type': 'application/json', authorization: 'Bearer bench-user' };
+
+export async function run(argv: readonly string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: { requests: { type: 'string', default: '200000' } },
+  });
+  const n = Math.max(1_000, Number(values.requests));
+  const idem = createIdempotency({
+    store: memoryStore({ maxEntries: n + 10_000, onWarning() {} }),
+    onWarning() {},
+    sweepIntervalMs: 0,
+  });
+  const response = {
+    status: 201,
+    headers: [['content-type', 'application/json']] as [string, string][],
+    body: BODY,
+  };
+  const request = (key: string) => ({
+    method: 'POST',
+    path: '/charges',
+    query: '',
+    headers: { ...HEADERS_BASE, 'idempotency-key': key },
+    body: BODY,
+  });
+
+  const measure = async (label: string, work: (i: number) => Promise<void> | void) => {
+    for (let i = 0; i < 5_000; i++) await work(-i - 1); // warm-up
+    const cpu = process.cpuUsage();
+    const started = performance.now();
+    for (let i = 0; i < n; i++) await work(i);
+    const wall = ((performance.now() - started) * 1_000) / n;
+    const used = process.cpuUsage(cpu);
+    const cpuUs = (used.user + used.system) / n;
+    console.log(
+      `  ${label.padEnd(44)} ${cpuUs.toFixed(2).padStart(8)} µs CPU  ${wall.toFixed(2).padStart(8)} µs wall`,
+    );
+    return cpuUs;
+  };
+
+  console.log(`engine core, memory store, ${n} requests each, in process:`);
+  const parse = await measure('bare: JSON.parse of the body', () => {
+    JSON.parse(BODY.toString('utf8'));
+  });
+  const execute = await measure('begin() + commit(), unique keys', async (i) => {
+    const d = await idem.begin(request(`k-${i}`));
+    if (d.kind !== 'execute') throw new Error(`expected execute, got ${d.kind}`);
+    await d.commit(response);
+  });
+  const replay = await measure('begin() on a completed key (replay)', async () => {
+    const d = await idem.begin(request('k-0'));
+    if (d.kind !== 'replay') throw new Error(`expected replay, got ${d.kind}`);
+  });
+  console.log(
+    `\n  engine CPU per executed request: ${execute.toFixed(1)} µs (target for the whole adapter path: ≤ 25 µs extra)`,
+  );
+  console.log(`  engine CPU per replay: ${replay.toFixed(1)} µs; a bare JSON parse: ${parse.toFixed(1)} µs`);
+  await idem.close();
+}
