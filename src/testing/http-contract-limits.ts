@@ -7,31 +7,25 @@ const MiB = 1_048_576;
 
 /** Byte-exact replays, T28 oversized results, T49 oversized bodies. */
 export function defineHttpContractLimits(harness: ContractHarness): void {
-  const { it } = harness.options;
-
-  it('binary bodies replay byte for byte, and a 204 replays as a 204', async () => {
-    const s = await harness.serve();
-    try {
-      const key = randomUUID();
-      const first = await post(s.url, '/binary', { key, body: '{}', op: 'bin' });
-      const replay = await post(s.url, '/binary', { key, body: '{}', op: 'bin' });
-      assert.equal(first.bytes.length, 256);
-      assert.deepEqual(replay.bytes, first.bytes);
-      assert.equal(replay.headers.get('content-type'), 'application/octet-stream');
-      const emptyKey = randomUUID();
-      await post(s.url, '/empty', { key: emptyKey, body: '{}', op: 'empty' });
-      const empty = await post(s.url, '/empty', { key: emptyKey, body: '{}', op: 'empty' });
-      assert.equal(empty.status, 204);
-      assert.equal(empty.headers.get('idempotent-replayed'), 'true');
-      assert.equal(s.app.executions('bin') + s.app.executions('empty'), 2);
-    } finally {
-      await s.close();
-    }
+  harness.test('binary bodies replay byte for byte, and a 204 replays as a 204', {}, async (s) => {
+    const key = randomUUID();
+    const first = await post(s.url, '/binary', { key, body: '{}', op: 'bin' });
+    const replay = await post(s.url, '/binary', { key, body: '{}', op: 'bin' });
+    assert.equal(first.bytes.length, 256);
+    assert.deepEqual(replay.bytes, first.bytes);
+    assert.equal(replay.headers.get('content-type'), 'application/octet-stream');
+    const emptyKey = randomUUID();
+    await post(s.url, '/empty', { key: emptyKey, body: '{}', op: 'empty' });
+    const empty = await post(s.url, '/empty', { key: emptyKey, body: '{}', op: 'empty' });
+    assert.equal(empty.status, 204);
+    assert.equal(empty.headers.get('idempotent-replayed'), 'true');
+    assert.equal(s.app.executions('bin') + s.app.executions('empty'), 2);
   });
 
-  it('T28 a result above maxStoredBytes reaches the first caller whole; replays get 409 result-unavailable', async () => {
-    const s = await harness.serve({ maxStoredBytes: 1_000 });
-    try {
+  harness.test(
+    'T28 a result above maxStoredBytes reaches the first caller whole; replays get 409 result-unavailable',
+    { maxStoredBytes: 1_000 },
+    async (s) => {
       const key = randomUUID();
       const first = await post(s.url, '/big?bytes=5000', { key, body: '{}', op: 'T28' });
       assert.equal(first.status, 201);
@@ -40,14 +34,13 @@ export function defineHttpContractLimits(harness: ContractHarness): void {
       assert.equal(replay.status, 409);
       assert.equal(replay.problem?.type, 'urn:idemkit:problem:result-unavailable');
       assert.equal(s.app.executions('T28'), 1);
-    } finally {
-      await s.close();
-    }
-  });
+    },
+  );
 
-  it('T49 bodies over maxBodyBytes get 413 before any store call, chunked or with Content-Length', async () => {
-    const s = await harness.serve();
-    try {
+  harness.test(
+    'T49 bodies over maxBodyBytes get 413 before any store call, chunked or with Content-Length',
+    {},
+    async (s) => {
       const rssBefore = process.memoryUsage().rss;
       for (const totalBytes of [10 * MiB, 1024 * MiB]) {
         for (const chunked of [false, true]) {
@@ -70,8 +63,6 @@ export function defineHttpContractLimits(harness: ContractHarness): void {
       assert.equal(s.app.executions('T49'), 0);
       const grownMiB = (process.memoryUsage().rss - rssBefore) / MiB;
       assert.ok(grownMiB < 64, `memory grew ${grownMiB.toFixed(1)} MiB while refusing 1 GiB uploads`);
-    } finally {
-      await s.close();
-    }
-  });
+    },
+  );
 }

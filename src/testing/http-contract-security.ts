@@ -17,11 +17,10 @@ const FRAMING = [
 
 /** T43 isolation, T44 secrets and cookies, T50-sec stored errors. */
 export function defineHttpContractSecurity(harness: ContractHarness): void {
-  const { it } = harness.options;
-
-  it('T43 tenants and principals sending the same key and body get independent executions', async () => {
-    const s = await harness.serve();
-    try {
+  harness.test(
+    'T43 tenants and principals sending the same key and body get independent executions',
+    {},
+    async (s) => {
       const key = randomUUID();
       const callers = [
         { tenant: 'A', auth: 'Bearer A1' },
@@ -49,14 +48,13 @@ export function defineHttpContractSecurity(harness: ContractHarness): void {
         assert.deepEqual(replay.bytes, first.bytes, 'each caller gets back its own response');
       }
       assert.equal(s.app.executions('T43'), 3);
-    } finally {
-      await s.close();
-    }
-  });
+    },
+  );
 
-  it('T44 replays carry only allowlisted headers: no Set-Cookie, no internal headers', async () => {
-    const s = await harness.serve();
-    try {
+  harness.test(
+    'T44 replays carry only allowlisted headers: no Set-Cookie, no internal headers',
+    {},
+    async (s) => {
       const key = randomUUID();
       const first = await post(s.url, '/secret', { key, body: '{}', op: 'T44' });
       assert.ok(first.headers.get('set-cookie')?.includes('sid=secret'));
@@ -66,14 +64,13 @@ export function defineHttpContractSecurity(harness: ContractHarness): void {
       const allowed = new Set([...DEFAULT_REPLAY_HEADERS, ...FRAMING]);
       for (const [name] of replay.headers) assert.ok(allowed.has(name), `${name} must not be replayed`);
       assert.equal(s.app.executions('T44'), 1);
-    } finally {
-      await s.close();
-    }
-  });
+    },
+  );
 
-  it('T50-sec a stored handler error is problem+json without stack, paths or internal text', async () => {
-    const s = await harness.serve();
-    try {
+  harness.test(
+    'T50-sec a stored handler error is problem+json without stack, paths or internal text',
+    {},
+    async (s) => {
       const key = randomUUID();
       const first = await post(s.url, '/throw?store5xx', { key, body: '{}', op: 'T50' });
       const replay = await post(s.url, '/throw?store5xx', { key, body: '{}', op: 'T50' });
@@ -84,8 +81,6 @@ export function defineHttpContractSecurity(harness: ContractHarness): void {
       }
       assert.deepEqual(replay.bytes, first.bytes);
       assert.equal(s.app.executions('T50'), 1);
-    } finally {
-      await s.close();
-    }
-  });
+    },
+  );
 }

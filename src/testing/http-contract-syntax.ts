@@ -24,64 +24,49 @@ function rawPay(url: string, keyLines: string[], op: string): Promise<RawRespons
 export function defineHttpContractSyntax(harness: ContractHarness): void {
   const { it } = harness.options;
 
-  it('T5 bare and quoted keys are accepted, and abc and "abc" are the same key', async () => {
-    const s = await harness.serve();
-    try {
-      const id = randomUUID();
-      const bare = await post(s.url, '/pay', { key: id, body: '{}', op: 'T5' });
-      const quoted = await post(s.url, '/pay', { key: `"${id}"`, body: '{}', op: 'T5' });
-      assert.equal(bare.status, 201);
-      assert.equal(quoted.headers.get('idempotent-replayed'), 'true');
-      const escaped = await post(s.url, '/pay', { key: `"a\\"b-${id}"`, body: '{}', op: 'T5-escaped' });
-      assert.equal(escaped.status, 201);
-      assert.equal(s.app.executions('T5'), 1);
-    } finally {
-      await s.close();
-    }
+  harness.test('T5 bare and quoted keys are accepted, and abc and "abc" are the same key', {}, async (s) => {
+    const id = randomUUID();
+    const bare = await post(s.url, '/pay', { key: id, body: '{}', op: 'T5' });
+    const quoted = await post(s.url, '/pay', { key: `"${id}"`, body: '{}', op: 'T5' });
+    assert.equal(bare.status, 201);
+    assert.equal(quoted.headers.get('idempotent-replayed'), 'true');
+    const escaped = await post(s.url, '/pay', { key: `"a\\"b-${id}"`, body: '{}', op: 'T5-escaped' });
+    assert.equal(escaped.status, 201);
+    assert.equal(s.app.executions('T5'), 1);
   });
 
-  it('T5 malformed keys get 400 invalid-key with zero store calls', async () => {
-    const s = await harness.serve();
-    try {
-      const cases: [string, string[]][] = [
-        ['empty', ['']],
-        ['256 characters', ['k'.repeat(256)]],
-        ['a space', ['a b']],
-        ['CR', ['ab\rc']],
-        ['NUL', ['ab\0c']],
-        ['LF', ['ab\nc']],
-        ['non-ASCII UTF-8', [Buffer.from('kéy', 'utf8').toString('latin1')]],
-        ['two field lines', ['a', 'b']],
-        ['a comma list', ['a, b']],
-        ['sf parameters', ['"k";a=1']],
-        ['an unterminated quote', ['"abc']],
-      ];
-      for (const [name, lines] of cases) {
-        const response = await rawPay(s.url, lines, 'T5-bad');
-        assert.equal(response.status, 400, `${name} must be refused`);
-      }
-      assert.equal(s.app.executions('T5-bad'), 0);
-      assert.equal(s.storeCalls(), 0);
-      const problem = await post(s.url, '/pay', { key: 'a b', body: '{}', op: 'T5-bad' });
-      assert.equal(problem.problem?.type, 'urn:idemkit:problem:invalid-key');
-    } finally {
-      await s.close();
+  harness.test('T5 malformed keys get 400 invalid-key with zero store calls', {}, async (s) => {
+    const cases: [string, string[]][] = [
+      ['empty', ['']],
+      ['256 characters', ['k'.repeat(256)]],
+      ['a space', ['a b']],
+      ['CR', ['ab\rc']],
+      ['NUL', ['ab\0c']],
+      ['LF', ['ab\nc']],
+      ['non-ASCII UTF-8', [Buffer.from('kéy', 'utf8').toString('latin1')]],
+      ['two field lines', ['a', 'b']],
+      ['a comma list', ['a, b']],
+      ['sf parameters', ['"k";a=1']],
+      ['an unterminated quote', ['"abc']],
+    ];
+    for (const [name, lines] of cases) {
+      const response = await rawPay(s.url, lines, 'T5-bad');
+      assert.equal(response.status, 400, `${name} must be refused`);
     }
+    assert.equal(s.app.executions('T5-bad'), 0);
+    assert.equal(s.storeCalls(), 0);
+    const problem = await post(s.url, '/pay', { key: 'a b', body: '{}', op: 'T5-bad' });
+    assert.equal(problem.problem?.type, 'urn:idemkit:problem:invalid-key');
   });
 
-  it('T6 GET, HEAD and OPTIONS with a key are never recorded or replayed', async () => {
-    const s = await harness.serve();
-    try {
-      const key = randomUUID();
-      for (const method of ['GET', 'GET', 'HEAD', 'OPTIONS']) {
-        const reply = await call(s.url, method, '/pay', { key, op: 'T6' });
-        assert.equal(reply.headers.get('idempotent-replayed'), null);
-      }
-      assert.equal(s.app.executions('T6'), 4);
-      assert.equal(s.storeCalls(), 0);
-    } finally {
-      await s.close();
+  harness.test('T6 GET, HEAD and OPTIONS with a key are never recorded or replayed', {}, async (s) => {
+    const key = randomUUID();
+    for (const method of ['GET', 'GET', 'HEAD', 'OPTIONS']) {
+      const reply = await call(s.url, method, '/pay', { key, op: 'T6' });
+      assert.equal(reply.headers.get('idempotent-replayed'), null);
     }
+    assert.equal(s.app.executions('T6'), 4);
+    assert.equal(s.storeCalls(), 0);
   });
 
   it('T46 fuzzed and crafted keys get 400 or a valid accept; no crash, no CR/LF echoed, hashed keys only', async () => {

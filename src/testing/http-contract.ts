@@ -38,6 +38,16 @@ export function defineHttpContract(options: HttpContractOptions): void {
   const { describe, it } = options;
   const harness: ContractHarness = {
     options,
+    test(name, overrides, body) {
+      it(name, async () => {
+        const served = await harness.serve(overrides);
+        try {
+          await body(served);
+        } finally {
+          await served.close();
+        }
+      });
+    },
     async serve(overrides = {}) {
       const handle = await options.createStore();
       const spy = countingStore(handle.store);
@@ -69,9 +79,10 @@ export function defineHttpContract(options: HttpContractOptions): void {
   };
 
   describe(`HTTP contract: ${options.name}`, () => {
-    it('T1 the first request executes and every retry replays status, body and allowlisted headers', async () => {
-      const s = await harness.serve();
-      try {
+    harness.test(
+      'T1 the first request executes and every retry replays status, body and allowlisted headers',
+      {},
+      async (s) => {
         const key = randomUUID();
         const body = JSON.stringify({ amount: 1000, currency: 'eur' });
         const first = await post(s.url, '/pay', { key, body, op: 'T1' });
@@ -91,25 +102,23 @@ export function defineHttpContract(options: HttpContractOptions): void {
           assert.equal(replay.headers.get('x-internal'), null);
         }
         assert.equal(s.app.executions('T1'), 1);
-      } finally {
-        await s.close();
-      }
-    });
+      },
+    );
 
-    it('negative control for T1: with idemkit covering no method, the same retries execute 6 times', async () => {
-      const s = await harness.serve({ methods: [] });
-      try {
+    harness.test(
+      'negative control for T1: with idemkit covering no method, the same retries execute 6 times',
+      { methods: [] },
+      async (s) => {
         const key = randomUUID();
         for (let i = 0; i < 6; i++) await post(s.url, '/pay', { key, body: '{"a":1}', op: 'T1-off' });
         assert.equal(s.app.executions('T1-off'), 6);
-      } finally {
-        await s.close();
-      }
-    });
+      },
+    );
 
-    it('T2 the same key with another body or query gets 422 key-reused and never executes', async () => {
-      const s = await harness.serve();
-      try {
+    harness.test(
+      'T2 the same key with another body or query gets 422 key-reused and never executes',
+      {},
+      async (s) => {
         const key = randomUUID();
         const body = '{"amount":1000,"currency":"eur"}';
         assert.equal((await post(s.url, '/pay', { key, body, op: 'T2' })).status, 201);
@@ -130,14 +139,13 @@ export function defineHttpContract(options: HttpContractOptions): void {
         assert.equal(reordered.status, 201);
         assert.equal(reordered.headers.get('idempotent-replayed'), 'true');
         assert.equal(s.app.executions('T2'), 1);
-      } finally {
-        await s.close();
-      }
-    });
+      },
+    );
 
-    it('T2 large integers are compared exactly: amounts that share a double are different requests', async () => {
-      const s = await harness.serve();
-      try {
+    harness.test(
+      'T2 large integers are compared exactly: amounts that share a double are different requests',
+      {},
+      async (s) => {
         const key = randomUUID();
         assert.equal(
           (await post(s.url, '/pay', { key, body: '{"amount":12345678901234567890}', op: 'T2b' })).status,
@@ -146,26 +154,24 @@ export function defineHttpContract(options: HttpContractOptions): void {
         const other = await post(s.url, '/pay', { key, body: '{"amount":12345678901234567891}', op: 'T2b' });
         assert.equal(other.status, 422);
         assert.equal(s.app.executions('T2b'), 1);
-      } finally {
-        await s.close();
-      }
-    });
+      },
+    );
 
-    it('T2 raw-bytes mode: reordered JSON keys are another request (422)', async () => {
-      const s = await harness.serve({ fingerprintBody: 'raw' });
-      try {
+    harness.test(
+      'T2 raw-bytes mode: reordered JSON keys are another request (422)',
+      { fingerprintBody: 'raw' },
+      async (s) => {
         const key = randomUUID();
         assert.equal((await post(s.url, '/pay', { key, body: '{"a":1,"b":2}', op: 'T2r' })).status, 201);
         assert.equal((await post(s.url, '/pay', { key, body: '{"b":2,"a":1}', op: 'T2r' })).status, 422);
         assert.equal(s.app.executions('T2r'), 1);
-      } finally {
-        await s.close();
-      }
-    });
+      },
+    );
 
-    it("T2/S2 the same key on another route or method is another operation, never the first one's result", async () => {
-      const s = await harness.serve();
-      try {
+    harness.test(
+      "T2/S2 the same key on another route or method is another operation, never the first one's result",
+      {},
+      async (s) => {
         const key = randomUUID();
         const first = await post(s.url, '/pay', { key, body: '{}', op: 'T2s' });
         const otherRoute = await post(s.url, '/status?code=201', { key, body: '{}', op: 'T2s-other' });
@@ -175,14 +181,13 @@ export function defineHttpContract(options: HttpContractOptions): void {
         assert.equal(otherMethod.headers.get('idempotent-replayed'), 'false');
         assert.equal(s.app.executions('T2s-other'), 1);
         assert.equal(s.app.executions('T2s-patch'), 1);
-      } finally {
-        await s.close();
-      }
-    });
+      },
+    );
 
-    it('T3 a covered request without a key gets 400 missing-key; an optional route passes through', async () => {
-      const s = await harness.serve();
-      try {
+    harness.test(
+      'T3 a covered request without a key gets 400 missing-key; an optional route passes through',
+      {},
+      async (s) => {
         const missing = await post(s.url, '/pay', { body: '{}', op: 'T3' });
         assert.equal(missing.status, 400);
         assert.equal(missing.problem?.type, 'urn:idemkit:problem:missing-key');
@@ -192,14 +197,13 @@ export function defineHttpContract(options: HttpContractOptions): void {
         await post(s.url, '/pay?optional', { body: '{}', op: 'T3-optional' });
         assert.equal(s.app.executions('T3-optional'), 2);
         assert.equal(s.storeCalls(), 0, 'no record is made for requests without a key');
-      } finally {
-        await s.close();
-      }
-    });
+      },
+    );
 
-    it('T4 a concurrent duplicate gets 409 in-progress with Retry-After, then the replay', async () => {
-      const s = await harness.serve();
-      try {
+    harness.test(
+      'T4 a concurrent duplicate gets 409 in-progress with Retry-After, then the replay',
+      {},
+      async (s) => {
         const key = randomUUID();
         const first = slow(s.url, key, 1_500, 'T4');
         await new Promise((resolve) => setTimeout(resolve, 200));
@@ -213,44 +217,37 @@ export function defineHttpContract(options: HttpContractOptions): void {
         assert.equal(replay.headers.get('idempotent-replayed'), 'true');
         assert.deepEqual(replay.bytes, original.bytes);
         assert.equal(s.app.executions('T4'), 1);
-      } finally {
-        await s.close();
-      }
-    });
+      },
+    );
 
-    it('negative control for T4: without idemkit the concurrent duplicate executes too', async () => {
-      const s = await harness.serve({ methods: [] });
-      try {
+    harness.test(
+      'negative control for T4: without idemkit the concurrent duplicate executes too',
+      { methods: [] },
+      async (s) => {
         const key = randomUUID();
         await Promise.all([slow(s.url, key, 300, 'T4-off'), slow(s.url, key, 300, 'T4-off')]);
         assert.equal(s.app.executions('T4-off'), 2);
-      } finally {
-        await s.close();
-      }
-    });
+      },
+    );
 
-    it('T4 wait mode: the duplicate is held, then gets the replay', async () => {
-      const s = await harness.serve({ wait: true });
-      try {
-        const key = randomUUID();
-        const first = slow(s.url, key, 800, 'T4w');
-        await new Promise((resolve) => setTimeout(resolve, 150));
-        const held = await slow(s.url, key, 800, 'T4w');
-        const original = await first;
-        assert.equal(held.status, 201);
-        assert.equal(held.headers.get('idempotent-replayed'), 'true');
-        assert.deepEqual(held.bytes, original.bytes);
-        assert.equal(s.app.executions('T4w'), 1);
-      } finally {
-        await s.close();
-      }
+    harness.test('T4 wait mode: the duplicate is held, then gets the replay', { wait: true }, async (s) => {
+      const key = randomUUID();
+      const first = slow(s.url, key, 800, 'T4w');
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      const held = await slow(s.url, key, 800, 'T4w');
+      const original = await first;
+      assert.equal(held.status, 201);
+      assert.equal(held.headers.get('idempotent-replayed'), 'true');
+      assert.deepEqual(held.bytes, original.bytes);
+      assert.equal(s.app.executions('T4w'), 1);
     });
 
     defineHttpContractSyntax(harness);
 
-    it('T7 a retry just inside retention replays; after retention the key executes anew', async () => {
-      const s = await harness.serve();
-      try {
+    harness.test(
+      'T7 a retry just inside retention replays; after retention the key executes anew',
+      {},
+      async (s) => {
         const key = randomUUID();
         const started = Date.now();
         await post(s.url, '/pay?short', { key, body: '{}', op: 'T7' });
@@ -263,14 +260,13 @@ export function defineHttpContract(options: HttpContractOptions): void {
         const after = await post(s.url, '/pay?short', { key, body: '{}', op: 'T7' });
         assert.equal(after.headers.get('idempotent-replayed'), 'false');
         assert.equal(s.app.executions('T7'), 2);
-      } finally {
-        await s.close();
-      }
-    });
+      },
+    );
 
-    it('T8 401, 403, 408, 409, 425, 429 and 5xx release the key: the corrected retry executes', async () => {
-      const s = await harness.serve();
-      try {
+    harness.test(
+      'T8 401, 403, 408, 409, 425, 429 and 5xx release the key: the corrected retry executes',
+      {},
+      async (s) => {
         for (const code of [401, 403, 408, 409, 425, 429, 500, 503]) {
           const key = randomUUID();
           const op = `T8-${code}`;
@@ -279,14 +275,13 @@ export function defineHttpContract(options: HttpContractOptions): void {
           assert.equal(retry.headers.get('idempotent-replayed'), 'false', `${code} must not be replayed`);
           assert.equal(s.app.executions(op), 2, `${code} must be released`);
         }
-      } finally {
-        await s.close();
-      }
-    });
+      },
+    );
 
-    it("T8 400 and 422 from the handler are the operation's verdict: stored and replayed", async () => {
-      const s = await harness.serve();
-      try {
+    harness.test(
+      "T8 400 and 422 from the handler are the operation's verdict: stored and replayed",
+      {},
+      async (s) => {
         for (const code of [400, 422]) {
           const key = randomUUID();
           const op = `T8s-${code}`;
@@ -297,37 +292,33 @@ export function defineHttpContract(options: HttpContractOptions): void {
           assert.deepEqual(retry.bytes, first.bytes);
           assert.equal(s.app.executions(op), 1);
         }
-      } finally {
-        await s.close();
-      }
-    });
+      },
+    );
 
-    it('T8 a request refused for missing credentials creates no record', async () => {
-      const s = await harness.serve({ requirePrincipal: true });
-      try {
+    harness.test(
+      'T8 a request refused for missing credentials creates no record',
+      { requirePrincipal: true },
+      async (s) => {
         const refused = await post(s.url, '/pay', { key: randomUUID(), body: '{}', op: 'T8a', auth: null });
         assert.equal(refused.status, 401);
         assert.equal(refused.problem?.type, 'urn:idemkit:problem:principal-required');
         assert.equal(s.app.executions('T8a'), 0);
         assert.equal(s.storeCalls(), 0);
-      } finally {
-        await s.close();
-      }
-    });
+      },
+    );
 
-    it('a thrown handler releases the key with a sanitised 500; the retry executes', async () => {
-      const s = await harness.serve();
-      try {
+    harness.test(
+      'a thrown handler releases the key with a sanitised 500; the retry executes',
+      {},
+      async (s) => {
         const key = randomUUID();
         const failed = await post(s.url, '/throw', { key, body: '{}', op: 'throw' });
         assert.equal(failed.status, 500);
         assert.equal(failed.text.includes('hunter2'), false);
         await post(s.url, '/throw', { key, body: '{}', op: 'throw' });
         assert.equal(s.app.executions('throw'), 2);
-      } finally {
-        await s.close();
-      }
-    });
+      },
+    );
 
     defineHttpContractSecurity(harness);
     defineHttpContractLimits(harness);

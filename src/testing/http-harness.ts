@@ -27,6 +27,12 @@ export interface ContractHarness {
   };
   /** Starts a fresh server (own store, own app) with the suite's options plus overrides. */
   serve(overrides?: Partial<IdempotencyOptions>): Promise<ServedApp>;
+  /** Registers a test that gets a fresh server with these overrides and closes it afterwards. */
+  test(
+    name: string,
+    overrides: Partial<IdempotencyOptions>,
+    body: (served: ServedApp) => Promise<void>,
+  ): void;
 }
 
 export interface Reply {
