@@ -36,6 +36,11 @@ interface MemoryRecord extends StoredRecord {
 
 /** How many of the oldest records each new claim inspects, so expired ones go without a timer. */
 const LAZY_SWEEP_PER_CLAIM = 2;
+/**
+ * How many of the oldest records a claim inspects when the store is full. Bounded, so a flood of
+ * claims against a full store stays O(1) each; the sweeper timer does the thorough pass.
+ */
+const FULL_SWEEP_PER_CLAIM = 64;
 
 /**
  * An in-process store: a `Map`, with check-and-set and no `await` in between. Only for one
@@ -109,7 +114,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): IdempotencyStore 
       } else {
         sweepOldest(LAZY_SWEEP_PER_CLAIM, at);
         if (records.size >= maxEntries) {
-          sweepOldest(records.size, at);
+          sweepOldest(FULL_SWEEP_PER_CLAIM, at);
           if (records.size >= maxEntries) {
             throw new StoreUnavailableError(`memory store is full (${maxEntries} live records)`);
           }
