@@ -15,12 +15,20 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { compileSources } from './lib/build.js';
 import { pinCores, ServerChild } from './lib/child.js';
-import { runLoad } from './lib/load.js';
+import {
+  bounded,
+  describeOutcome,
+  leastContended,
+  measureRawSqlite,
+  measureRun,
+  type Outcome,
+  type RoundResult,
+  replayCheck,
+} from './lib/measure.js';
 import { summarizeProfiles } from './lib/profile.js';
 import { fmt, median, printTable } from './lib/table.js';
 import {
   BODY_BYTES,
-  orderBody,
   PATH,
   type RawSqliteResult,
   REPLAY_KEY,
@@ -29,28 +37,7 @@ import {
   type VariantName,
 } from './lib/variants.js';
 
-interface RoundResult {
-  rps: number;
-  p50Ms: number;
-  p99Ms: number;
-  /** Server CPU (user + system, all threads) per response, µs. */
-  cpuUsPerReq: number;
-  /** The server's main thread alone (no GC or compiler helper threads) per response, µs. */
-  mainUsPerReq: number;
-  /** Server CPU time / wall time of the measured run. */
-  serverUtil: number;
-  /** Server run-queue wait / wall time: another process had the server's core (-1: unknown). */
-  serverWait: number;
-  clientUtil: number;
-  non2xx: number;
-  errors: number;
-}
-
-type Outcome = { ok: true; result: RoundResult } | { ok: false; reason: string };
-
 const TARGETS = { memoryExtraCpuUs: 25, replayRatio: 1, sqliteOverRaw: 1.3 };
-/** A run whose server waited this share of the time for its core is measured again. */
-const CONTENDED = 0.1;
 
 export async function run(argv: readonly string[]): Promise<void> {
   const { values } = parseArgs({
@@ -128,27 +115,20 @@ export async function run(argv: readonly string[]): Promise<void> {
         burnUs,
         check: !values['skip-check'],
       };
-      let outcome: Outcome | undefined;
       // Another process on the server's core slows req/s (not CPU per request): measure again,
       // keep the least disturbed attempt.
-      for (let attempt = 0; attempt <= retries; attempt++) {
-        const next = await measure(variant, shape, pinning, profileDir);
-        if (!outcome || (next.ok && (!outcome.ok || next.result.serverWait < outcome.result.serverWait))) {
-          outcome = next;
-        }
-        const line = next.ok
-          ? `${fmt(next.result.rps)} req/s, p99 ${fmt(next.result.p99Ms, 2)} ms, ${fmt(next.result.cpuUsPerReq, 1)} µs CPU/req, server CPU ${fmt(100 * next.result.serverUtil)}% wait ${fmt(100 * next.result.serverWait)}%`
-          : `skipped: ${next.reason}`;
-        const contended = next.ok && next.result.serverWait > CONTENDED;
-        console.log(
-          `  round ${round + 1}/${rounds}  ${variant.name.padEnd(14)} ${line}${contended ? (attempt < retries ? ' (contended: again)' : ' (contended)') : ''}`,
-        );
-        if (!contended) break;
-      }
-      if (outcome) results.get(variant.name)?.push(outcome);
+      const outcome = await leastContended(
+        retries,
+        () => measure(variant, shape, pinning, profileDir),
+        (next, note) =>
+          console.log(
+            `  round ${round + 1}/${rounds}  ${variant.name.padEnd(14)} ${describeOutcome(next, fmt)}${note}`,
+          ),
+      );
+      results.get(variant.name)?.push(outcome);
     }
     if (wantsRaw) {
-      const r = await measureRaw(raw, pinning);
+      const r = await measureRawSqlite(raw, pinning);
       raws.push(r);
       console.log(
         `  round ${round + 1}/${rounds}  raw sqlite     claim+complete FULL ${fmt(r.full.usPerPair, 1)} µs (${r.full.pairs} pairs), NORMAL ${fmt(r.normal.usPerPair, 1)} µs (${r.normal.pairs}), NORMAL cold caches ${fmt(r.normalCold.usPerPair, 1)} µs (${r.normalCold.pairs})`,
@@ -196,74 +176,20 @@ async function measure(
   try {
     const ready = await child.next(['ready'], 30_000);
     if (ready.type === 'unavailable') return { ok: false, reason: ready.reason };
-    if (shape.check) await sanityCheck(ready.url, variant);
-    const load = { url: ready.url, connections: shape.connections, keys: variant.keys };
-    if (shape.warmupS > 0) await runLoad({ ...load, durationS: shape.warmupS });
-    const client0 = process.cpuUsage();
-    const server0 = await child.cpu();
-    const wall0 = performance.now();
-    const result = await runLoad({ ...load, durationS: shape.durationS });
-    const server1 = await child.cpu();
-    const wallUs = (performance.now() - wall0) * 1_000;
-    const client = process.cpuUsage(client0);
-    const serverUs = server1.cpuUs - server0.cpuUs;
-    return {
-      ok: true,
-      result: {
-        rps: result.rps,
-        p50Ms: result.p50Ms,
-        p99Ms: result.p99Ms,
-        cpuUsPerReq: serverUs / result.responses,
-        mainUsPerReq: server0.mainUs < 0 ? Number.NaN : (server1.mainUs - server0.mainUs) / result.responses,
-        serverUtil: serverUs / wallUs,
-        serverWait: server0.waitUs < 0 ? -1 : (server1.waitUs - server0.waitUs) / wallUs,
-        clientUtil: (client.user + client.system) / wallUs,
-        non2xx: result.non2xx,
-        errors: result.errors,
-      },
-    };
-  } finally {
-    await child.stop();
-  }
-}
-
-/**
- * Before loading a variant, one request twice over plain fetch: the first must execute (201,
- * `Idempotent-Replayed: false`), the second replay it byte for byte. For the replay variants this
- * is also their one execution.
- */
-async function sanityCheck(url: string, variant: Variant): Promise<void> {
-  const key = variant.keys === 'replay' ? REPLAY_KEY : `sanity-${process.pid}-${Date.now()}`;
-  const post = () =>
-    fetch(`${url}${PATH}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'idempotency-key': key },
-      body: orderBody(0),
+    if (shape.check) {
+      await replayCheck(ready.url, variant.name, {
+        idempotent: variant.store !== 'none',
+        key: variant.keys === 'replay' ? REPLAY_KEY : undefined,
+      });
+    }
+    const result = await measureRun(child, {
+      url: ready.url,
+      connections: shape.connections,
+      keys: variant.keys,
+      warmupS: shape.warmupS,
+      durationS: shape.durationS,
     });
-  const first = await post();
-  const firstBody = await first.text();
-  if (first.status !== 201)
-    throw new Error(`${variant.name}: sanity request got ${first.status} ${firstBody}`);
-  if (variant.store === 'none') return;
-  const second = await post();
-  const secondBody = await second.text();
-  const flags = [first.headers.get('idempotent-replayed'), second.headers.get('idempotent-replayed')].join(
-    '/',
-  );
-  if (second.status !== 201 || flags !== 'false/true' || secondBody !== firstBody) {
-    throw new Error(`${variant.name}: sanity replay failed (${second.status}, replayed ${flags})`);
-  }
-}
-
-async function measureRaw(
-  limits: { maxPairs: number; maxMs: number },
-  pinning: ReturnType<typeof pinCores>,
-): Promise<RawSqliteResult> {
-  const child = ServerChild.spawn({ raw: limits, maxEntries: 0 }, pinning);
-  try {
-    const message = await child.next(['raw'], 60_000);
-    if (message.type !== 'raw') throw new Error(`raw sqlite: ${message.reason}`);
-    return message.result;
+    return { ok: true, result };
   } finally {
     await child.stop();
   }
@@ -391,12 +317,4 @@ function report(variants: readonly Variant[], results: Map<VariantName, Outcome[
       `${name}: extra time per executed request ${fmt(extra, 1)} µs ÷ raw statements ${fmt(rawUs, 1)} µs = ${fmt(ratio, 2)} (target ≤ ${TARGETS.sqliteOverRaw}); by CPU ${fmt(cpu, 1)} µs = ${fmt(cpu / rawUs, 2)} × raw; over the memory variant ${fmt(store, 1)} µs = ${fmt(store / rawUs, 2)} × raw`,
     );
   }
-}
-
-function bounded(name: string, text: string | undefined, min: number, max: number): number {
-  const value = Number(text);
-  if (!Number.isFinite(value) || value < min || value > max) {
-    throw new Error(`--${name}: expected a number in [${min}, ${max}], got ${text}`);
-  }
-  return value;
 }

@@ -18,6 +18,8 @@ declare module 'autocannon' {
     headers?: Record<string, string>;
     body?: string | Buffer;
     timeout?: number;
+    /** Requests per second over all connections (0: as fast as they go). */
+    overallRate?: number;
     requests?: Array<RequestData & { setupRequest?: (request: RequestData, context: object) => RequestData }>;
   }
 

@@ -10,23 +10,35 @@ const SERVER = fileURLToPath(new URL('./server.ts', import.meta.url));
 export interface Pinning {
   server?: number;
   client?: number;
+  /** The gateway bench's upstream server (with `pinCores({ upstream: true })`). */
+  upstream?: number;
   note: string;
 }
 
 /**
  * With `taskset` and at least two allowed cores: the server child on the first, this process
  * (autocannon, all its threads) on the second. Otherwise nothing is pinned, and the note says so.
+ * `upstream`: also a core for an upstream server child, the third when there is one; with only
+ * two cores it shares the client's (the server under test keeps its core to itself).
  */
-export function pinCores(): Pinning {
+export function pinCores(options: { upstream?: boolean } = {}): Pinning {
   const probe = spawnSync('taskset', ['-cp', String(process.pid)], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0)
     return { note: 'not pinned (no taskset): client and server share cores' };
   const cores = parseCpuList(probe.stdout.split(':').pop() ?? '');
   if (cores.length < 2) return { note: `not pinned (one allowed core: ${cores.join(',')})` };
-  const [server, client] = cores as [number, number];
+  const [server, second, third] = cores as [number, number, number | undefined];
+  const upstream = options.upstream ? second : undefined;
+  const client = options.upstream && third !== undefined ? third : second;
   const self = spawnSync('taskset', ['-a', '-cp', String(client), String(process.pid)], { encoding: 'utf8' });
   if (self.status !== 0) return { note: 'not pinned (taskset refused)' };
-  return { server, client, note: `server on core ${server}, autocannon on core ${client} (taskset)` };
+  const note =
+    upstream === undefined
+      ? `server on core ${server}, autocannon on core ${client} (taskset)`
+      : upstream === client
+        ? `proxy on core ${server}; upstream and autocannon share core ${client} (only ${cores.length} cores; taskset)`
+        : `proxy on core ${server}, upstream on core ${upstream}, autocannon on core ${client} (taskset)`;
+  return { server, client, ...(upstream === undefined ? {} : { upstream }), note };
 }
 
 function parseCpuList(text: string): number[] {
@@ -54,9 +66,11 @@ export interface CpuSample {
   /** Run-queue wait of the server's main thread, µs (-1: unknown). */
   waitUs: number;
   rss: number;
+  /** Requests the child answered so far (-1: it does not count them). */
+  served: number;
 }
 
-/** The server under test in its own (pinned) process, driven over IPC. */
+/** A bench child (the server under test, an upstream) in its own (pinned) process, driven over IPC. */
 export class ServerChild {
   private readonly child: ChildProcess;
   private readonly inbox: FromChild[] = [];
@@ -77,18 +91,32 @@ export class ServerChild {
   }
 
   /**
-   * `profile`: run under `--cpu-prof`, which writes one profile per thread (tsx's loader has its
-   * own) into `<dir>/<name>.<n>/` when the child exits.
+   * The engine bench's server (`server.ts`), pinned to the server core. `profile`: run under
+   * `--cpu-prof`, which writes one profile per thread (tsx's loader has its own) into
+   * `<dir>/<name>.<n>/` when the child exits.
    */
   static spawn(config: ChildConfig, pinning: Pinning, profile?: { dir: string; name: string }): ServerChild {
+    return ServerChild.start(SERVER, config, pinning.server, profile);
+  }
+
+  /**
+   * Any bench child `script` (it must speak the protocol of child-side.ts), given `config` as its
+   * JSON argument, pinned to `core` when one is given.
+   */
+  static start(
+    script: string,
+    config: object,
+    core: number | undefined,
+    profile?: { dir: string; name: string },
+  ): ServerChild {
     const nodeArgs = ['--import', 'tsx'];
     if (profile)
       nodeArgs.push('--cpu-prof', '--cpu-prof-dir', join(profile.dir, `${profile.name}.${++profiles}`));
-    nodeArgs.push(SERVER, JSON.stringify(config));
+    nodeArgs.push(script, JSON.stringify(config));
     const [command, args] =
-      pinning.server === undefined
+      core === undefined
         ? [process.execPath, nodeArgs]
-        : ['taskset', ['-c', String(pinning.server), process.execPath, ...nodeArgs]];
+        : ['taskset', ['-c', String(core), process.execPath, ...nodeArgs]];
     const child = spawn(command, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     live.add(child);
     return new ServerChild(child);
@@ -136,6 +164,7 @@ export class ServerChild {
       mainUs: m.mainNs < 0 ? -1 : m.mainNs / 1_000,
       waitUs: m.waitNs < 0 ? -1 : m.waitNs / 1_000,
       rss: m.rss,
+      served: m.served ?? -1,
     };
   }
 

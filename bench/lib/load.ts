@@ -8,6 +8,8 @@ export interface LoadOptions {
   durationS: number;
   /** `unique`: a fresh key and body per request; `replay`: the same key and body every time. */
   keys: 'unique' | 'replay';
+  /** Requests per second over all connections; unset: as fast as the server answers. */
+  rate?: number | undefined;
 }
 
 export interface LoadResult {
@@ -64,6 +66,7 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         timeout: 10,
+        ...(options.rate === undefined ? {} : { overallRate: options.rate }),
         requests: [{ setupRequest: options.keys === 'unique' ? stampUnique : stampReplay }],
       },
       (error, result) => {

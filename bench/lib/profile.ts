@@ -58,10 +58,14 @@ export function summarizeProfiles(dir: string, prefix: string, limit = 15): stri
   return lines;
 }
 
+/** A tree compiled by `compileSources()` (build.ts): its files are counted as their sources. */
+const COMPILED = /^.*\/node_modules\/\.cache\/idemkit-bench-[^/]+\/js\//;
+
 function shortUrl(url: string): string {
   if (!url) return '';
   if (url.startsWith('node:')) return url;
   const path = url.replace(/^file:\/\//, '');
+  if (COMPILED.test(path)) return path.replace(COMPILED, 'src/');
   const rel = relative(process.cwd(), path);
   return rel.startsWith('..') ? path : rel;
 }

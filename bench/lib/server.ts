@@ -4,13 +4,14 @@
  * `serveFetch` on 127.0.0.1, answers CPU probes over IPC, exits on `stop` (or when the runner
  * goes away). With `raw` it times the raw SQLite statements instead and reports them.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { IdempotencyStore } from '../../src/stores/types.js';
+import { childSide } from './child-side.js';
 import { timeRawStatements } from './raw-sqlite.js';
-import { type FromChild, PATH, type ToChild, VARIANTS, type Variant } from './variants.js';
+import { PATH, VARIANTS, type Variant } from './variants.js';
 
 export interface ChildConfig {
   variant?: Variant['name'];
@@ -26,12 +27,8 @@ export interface ChildConfig {
   burnUs?: number;
 }
 
-const send = (message: FromChild): void => {
-  process.send?.(message);
-};
-
 const config = JSON.parse(process.argv[2] ?? '{}') as ChildConfig;
-const cleanups: (() => Promise<void> | void)[] = [];
+const { send, cleanups, fail } = childSide();
 const lib = config.lib ?? { dir: join(import.meta.dirname, '../../src'), ext: '.ts' };
 const libRoot = pathToFileURL(`${lib.dir}/`);
 const load = <T>(module: string): Promise<T> => import(new URL(module + lib.ext, libRoot).href) as Promise<T>;
@@ -111,48 +108,4 @@ async function sqliteBenchStore(variant: Variant): Promise<IdempotencyStore | un
   return sqliteStore({ path: join(dir, 'bench.db') }, { synchronous: variant.synchronous ?? 'FULL' });
 }
 
-/**
- * The main thread's CPU time and the time it was runnable but not running (another thread or
- * process had the core), ns; Linux only.
- */
-function mainThreadSched(): { mainNs: number; waitNs: number } {
-  try {
-    const [cpu, wait] = readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ').map(Number);
-    return { mainNs: cpu ?? -1, waitNs: wait ?? -1 };
-  } catch {
-    return { mainNs: -1, waitNs: -1 };
-  }
-}
-
-async function stop(code: number): Promise<never> {
-  for (const cleanup of cleanups) {
-    try {
-      await cleanup();
-    } catch {
-      // Best effort: the process exits anyway.
-    }
-  }
-  process.exit(code);
-}
-
-process.on('message', (message: ToChild) => {
-  if (message.type === 'cpu') {
-    const cpu = process.cpuUsage();
-    send({
-      type: 'cpu',
-      userUs: cpu.user,
-      systemUs: cpu.system,
-      ...mainThreadSched(),
-      rss: process.memoryUsage.rss(),
-    });
-  } else if (message.type === 'stop') {
-    void stop(0);
-  }
-});
-// The runner died: do not linger.
-process.on('disconnect', () => void stop(0));
-
-main().catch((error: unknown) => {
-  send({ type: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
-  void stop(1);
-});
+main().catch(fail);

@@ -63,16 +63,25 @@ export function orderBody(seq: number): string {
 
 export const BODY_BYTES = Buffer.byteLength(orderBody(0));
 
-/** Messages between the runner and the child server (over the IPC channel). */
+/** Messages between the runner and a bench child (over the IPC channel); every bench child speaks them. */
 export type ToChild = { type: 'cpu' } | { type: 'stop' };
 export type FromChild =
   | { type: 'ready'; url: string }
   | { type: 'unavailable'; reason: string }
   /**
    * Process CPU (all threads: V8's GC and compiler helpers too), and from /proc/self/schedstat
-   * the main thread's own CPU and run-queue wait (-1 without it).
+   * the main thread's own CPU and run-queue wait (-1 without it). `served`: requests the child
+   * answered so far, from children that count them (the gateway bench's upstream).
    */
-  | { type: 'cpu'; userUs: number; systemUs: number; mainNs: number; waitNs: number; rss: number }
+  | {
+      type: 'cpu';
+      userUs: number;
+      systemUs: number;
+      mainNs: number;
+      waitNs: number;
+      rss: number;
+      served?: number;
+    }
   | { type: 'raw'; result: RawSqliteResult }
   | { type: 'error'; message: string };
 
