@@ -147,13 +147,18 @@ export function sqliteStore(target: SqliteTarget, options: SqliteStoreOptions = 
   }
 
   /**
-   * One claim (see the lease timeline in types.ts). The upsert alone is atomic and writes only
-   * when the predicate holds, so the common case (acquired) is one autocommit statement with no
-   * BEGIN/COMMIT around it. The loser then reads the row; if that row vanished or became
-   * claimable in between (released, swept, expired), the claim is simply tried again (bounded).
+   * One claim (see the lease timeline in types.ts). A read comes first: a retry of a live or
+   * completed key (a replay, a 409) is then answered without taking SQLite's single write lock,
+   * which a no-op upsert would take. Otherwise the upsert alone is atomic and writes only when
+   * the predicate holds; if another writer got there in between, the loop reads again (bounded).
    */
   function claimOnce(s: Statements, request: ClaimRequest): ClaimResult {
     for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
+      const row = s.get.get({ key: request.key }) as Row | undefined;
+      if (row && !claimable(row, request.fingerprint, now())) {
+        const record = toRecord(row);
+        return { outcome: record.state === 'in_progress' ? 'in_progress' : 'completed', record };
+      }
       const at = now();
       const leaseUntil = at + request.leaseMs;
       const won = s.claim.get({
@@ -167,10 +172,6 @@ export function sqliteStore(target: SqliteTarget, options: SqliteStoreOptions = 
       if (won?.claimedFrom === 'in_progress')
         return { outcome: 'acquired', generation: won.generation, takeover: true };
       if (won) return { outcome: 'acquired', generation: won.generation };
-      const row = s.get.get({ key: request.key }) as Row | undefined;
-      if (!row || claimable(row, request.fingerprint, now())) continue;
-      const record = toRecord(row);
-      return { outcome: record.state === 'in_progress' ? 'in_progress' : 'completed', record };
     }
     throw new StoreUnavailableError(`sqlite claim kept racing other writers for ${CLAIM_ATTEMPTS} attempts`);
   }
