@@ -89,12 +89,19 @@ export function createUpstream(origin: string, timeoutMs: number): Upstream {
   };
 }
 
-function filterHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
-  const named = new Set(
-    String(headers.connection ?? '')
+/** Field names a Connection header lists (hop-by-hop too); none in the common case. */
+function connectionNamed(value: string | string[] | undefined): ReadonlySet<string> {
+  if (value === undefined) return NONE;
+  return new Set(
+    String(value)
       .split(',')
       .map((n) => n.trim().toLowerCase()),
   );
+}
+const NONE: ReadonlySet<string> = new Set();
+
+function filterHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+  const named = connectionNamed(headers.connection);
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined || HOP_BY_HOP.has(name) || named.has(name)) continue;
@@ -104,19 +111,10 @@ function filterHeaders(headers: IncomingHttpHeaders): Record<string, string | st
 }
 
 function responseHeaderList(headers: Record<string, string | string[] | undefined>): [string, string][] {
-  const connectionNamed = new Set(
-    String(headers.connection ?? '')
-      .split(',')
-      .map((n) => n.trim().toLowerCase()),
-  );
+  const named = connectionNamed(headers.connection);
   const list: [string, string][] = [];
   for (const [name, value] of Object.entries(headers)) {
-    if (
-      value === undefined ||
-      HOP_BY_HOP.has(name) ||
-      connectionNamed.has(name) ||
-      name === 'content-length'
-    ) {
+    if (value === undefined || HOP_BY_HOP.has(name) || named.has(name) || name === 'content-length') {
       continue;
     }
     for (const v of Array.isArray(value) ? value : [value]) list.push([name, v]);
