@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createClient } from '@redis/client';
 import { type Dispatcher, Pool } from 'undici';
+import { HOP_BY_HOP } from '../../src/gateway/proxy.js';
 import type { IdempotencyStore } from '../../src/stores/types.js';
 import { childSide } from './child-side.js';
 import {
@@ -115,20 +116,6 @@ async function openStore(
   );
   return { store, url: config.redis.url };
 }
-
-/** Hop-by-hop fields (RFC 9110 §7.6.1), and `host`, which the pool sets: never forwarded. */
-const HOP_BY_HOP = new Set([
-  'connection',
-  'proxy-connection',
-  'keep-alive',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'host',
-]);
 
 function endToEnd(headers: IncomingHttpHeaders): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};

@@ -8,7 +8,7 @@ import type { EngineResponse } from '../core/response.js';
  * Hop-by-hop fields (RFC 9110 §7.6.1): they describe one connection, so a proxy never forwards
  * them, nor any field the Connection header names. `host` is set by the upstream pool.
  */
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
   'proxy-connection',
   'keep-alive',
