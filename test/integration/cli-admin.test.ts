@@ -4,10 +4,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type pg from 'pg';
 import { sqliteStore } from '../../src/stores/sqlite.js';
 import { runCli } from '../support/cli.js';
-import { POSTGRES_URL, postgresPool } from '../support/postgres-service.js';
+import { tempSchema } from '../support/postgres-service.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'idemkit-cli-admin-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -61,19 +60,10 @@ describe('idemkit purge --expired', () => {
 });
 
 describe('idemkit migrate', () => {
-  let admin: pg.Pool;
-  const schema = `idemkit_migrate_${randomBytes(4).toString('hex')}`;
-  before(async () => {
-    admin = await postgresPool();
-    await admin.query(`CREATE SCHEMA "${schema}"`);
-  });
-  after(async () => {
-    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await admin.end();
-  });
+  const schema = tempSchema({ before, after }, 'idemkit_migrate');
 
   it('creates the PostgreSQL table (twice is fine) without needing the secret', async () => {
-    const url = `${POSTGRES_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+    const { url } = schema;
 
     const first = await runCli(['migrate', '--store', url]);
     const second = await runCli(['migrate'], { IDEMKIT_STORE: url });
@@ -81,10 +71,9 @@ describe('idemkit migrate', () => {
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stdout, /^schema ready in postgres:\/\//);
     assert.equal(second.code, 0, second.stderr);
-    const tables = await admin.query(
-      'SELECT table_name FROM information_schema.tables WHERE table_schema = $1',
-      [schema],
-    );
+    const tables = await schema
+      .admin()
+      .query('SELECT table_name FROM information_schema.tables WHERE table_schema = $1', [schema.name]);
     assert.deepEqual(tables.rows, [{ table_name: 'idemkit_records' }]);
   });
 

@@ -6,10 +6,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type pg from 'pg';
 import { hashCredential, scopeHash } from '../../src/core/scope.js';
 import { runCli, startCli } from '../support/cli.js';
-import { POSTGRES_URL, postgresPool } from '../support/postgres-service.js';
+import { tempSchema } from '../support/postgres-service.js';
 import { REDIS_URL } from '../support/redis-service.js';
 
 /*
@@ -114,19 +113,10 @@ describe('idemkit gateway (child process)', () => {
 });
 
 describe('idemkit gateway on the shared stores', () => {
-  let admin: pg.Pool;
-  const schema = `idemkit_cli_gw_${randomBytes(4).toString('hex')}`;
-  before(async () => {
-    admin = await postgresPool();
-    await admin.query(`CREATE SCHEMA "${schema}"`);
-  });
-  after(async () => {
-    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await admin.end();
-  });
+  const schema = tempSchema({ before, after }, 'idemkit_cli_gw');
 
   const stores = {
-    postgres: () => `${POSTGRES_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`,
+    postgres: () => schema.url,
     'redis (node-redis)': () => `${REDIS_URL}?client=node-redis`,
     'redis (ioredis)': () => `${REDIS_URL}?client=ioredis`,
   };

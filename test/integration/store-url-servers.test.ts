@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import type pg from 'pg';
 import { openStore } from '../../src/gateway/store-url.js';
 import type { IdempotencyStore } from '../../src/stores/types.js';
-import { POSTGRES_URL, postgresPool } from '../support/postgres-service.js';
+import { tempSchema } from '../support/postgres-service.js';
 import { type PrivateCluster, startPrivateCluster } from '../support/redis-cluster.js';
 import { freePort, type PrivateRedis, startPrivateRedis } from '../support/redis-server.js';
 import { REDIS_URL } from '../support/redis-service.js';
@@ -38,18 +37,9 @@ async function eventually<T>(probe: () => Promise<T>, ms: number): Promise<T> {
 }
 
 describe('openStore on PostgreSQL', () => {
-  let admin: pg.Pool;
-  const schema = `idemkit_cli_${randomBytes(4).toString('hex')}`;
   // The schema through search_path: migrate() and the store use the connection's default.
-  const url = `${POSTGRES_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`;
-  before(async () => {
-    admin = await postgresPool();
-    await admin.query(`CREATE SCHEMA "${schema}"`);
-  });
-  after(async () => {
-    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await admin.end();
-  });
+  const schema = tempSchema({ before, after }, 'idemkit_cli');
+  const { url } = schema;
 
   it('migrates, claims, passes check(), and ends the pool it made on close', async () => {
     const opened = await openStore(url, { secret: SECRET });
@@ -62,10 +52,9 @@ describe('openStore on PostgreSQL', () => {
 
     assert.equal(result.outcome, 'acquired');
     assert.equal(opened.secret, SECRET);
-    const tables = await admin.query(
-      `SELECT table_name FROM information_schema.tables WHERE table_schema = $1`,
-      [schema],
-    );
+    const tables = await schema
+      .admin()
+      .query(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1`, [schema.name]);
     assert.deepEqual(tables.rows, [{ table_name: 'idemkit_records' }]);
     await assert.rejects(opened.store.get(key())); // the pool is ended
   });

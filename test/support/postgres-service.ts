@@ -32,3 +32,39 @@ export function randomTable(name: string): string {
 export async function dropTable(pool: pg.Pool, table: string): Promise<void> {
   await pool.query(`DROP TABLE IF EXISTS "${table}"`);
 }
+
+export interface TempSchema {
+  readonly name: string;
+  /** POSTGRES_URL with `search_path` set to the schema: migrate() and the store land there. */
+  readonly url: string;
+  /** A pool on the shared server, for checks; open between before() and after(). */
+  admin(): pg.Pool;
+}
+
+/**
+ * A fresh schema for one describe block, created in before() and dropped in after(), so suites
+ * that reach the store through a URL (the CLI, `openStore`) share the database safely.
+ */
+export function tempSchema(
+  hooks: { before: (fn: () => Promise<void>) => unknown; after: (fn: () => Promise<void>) => unknown },
+  prefix: string,
+): TempSchema {
+  const name = `${prefix}_${Math.random().toString(36).slice(2, 10)}`;
+  let admin: pg.Pool | undefined;
+  hooks.before(async () => {
+    admin = await postgresPool();
+    await admin.query(`CREATE SCHEMA "${name}"`);
+  });
+  hooks.after(async () => {
+    await admin?.query(`DROP SCHEMA IF EXISTS "${name}" CASCADE`);
+    await admin?.end();
+  });
+  return {
+    name,
+    url: `${POSTGRES_URL}?options=${encodeURIComponent(`-c search_path=${name}`)}`,
+    admin: () => {
+      if (!admin) throw new Error('tempSchema: the admin pool exists only between before() and after()');
+      return admin;
+    },
+  };
+}
