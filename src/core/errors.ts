@@ -20,6 +20,10 @@ export const ProblemCode = {
   StoreMisconfigured: 'store-misconfigured',
   OutcomeUnknown: 'outcome-unknown',
   InvalidOptions: 'invalid-options',
+  InvalidPath: 'invalid-path',
+  MalformedRequest: 'malformed-request',
+  RequestTimeout: 'request-timeout',
+  HeadersTooLarge: 'headers-too-large',
 } as const;
 export type ProblemCode = (typeof ProblemCode)[keyof typeof ProblemCode];
 
@@ -78,6 +82,11 @@ export const PROBLEMS: Readonly<Record<ProblemCode, ProblemInfo>> = Object.freez
     retryAfterSeconds: 1,
   },
   'invalid-options': { status: 500, title: 'idemkit is misconfigured' },
+  // The gateway's own refusals of what it cannot forward unambiguously.
+  'invalid-path': { status: 400, title: 'The request path is ambiguous or malformed' },
+  'malformed-request': { status: 400, title: 'The request is not valid HTTP/1.1' },
+  'request-timeout': { status: 408, title: 'The request was not received in time' },
+  'headers-too-large': { status: 431, title: 'The request headers are too large' },
 });
 
 const BRAND = Symbol.for('idemkit.error');
