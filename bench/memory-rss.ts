@@ -68,7 +68,11 @@ export async function run(argv: readonly string[]): Promise<void> {
     const decision = await idem.begin({
       method: 'POST',
       path: '/orders',
-      headers: { 'content-type': 'application/json', 'idempotency-key': `${prefix}${i}` },
+      headers: {
+        'content-type': 'application/json',
+        authorization: 'Bearer rss-user',
+        'idempotency-key': `${prefix}${i}`,
+      },
       body: Buffer.from(orderBody(i)),
     });
     if (decision.kind === 'execute') {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import autocannon, { type RequestData } from 'autocannon';
-import { orderBody, PATH, REPLAY_KEY } from './variants.js';
+import { BENCH_AUTH, orderBody, PATH, REPLAY_KEY } from './variants.js';
 
 export interface LoadOptions {
   url: string;
@@ -64,7 +64,7 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
         connections: options.connections,
         duration: options.durationS,
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization: BENCH_AUTH },
         timeout: 10,
         ...(options.rate === undefined ? {} : { overallRate: options.rate }),
         requests: [{ setupRequest: options.keys === 'unique' ? stampUnique : stampReplay }],

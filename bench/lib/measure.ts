@@ -6,7 +6,7 @@
 import { type Pinning, ServerChild } from './child.js';
 import { runLoad } from './load.js';
 import type { RawLimits } from './raw-sqlite.js';
-import { orderBody, PATH, type RawSqliteResult } from './variants.js';
+import { BENCH_AUTH, orderBody, PATH, type RawSqliteResult } from './variants.js';
 
 export interface RoundResult {
   rps: number;
@@ -140,7 +140,7 @@ export async function replayCheck(
   const post = () =>
     fetch(`${url}${PATH}`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'idempotency-key': key },
+      headers: { 'content-type': 'application/json', authorization: BENCH_AUTH, 'idempotency-key': key },
       body: orderBody(0),
     });
   const first = await post();

@@ -53,6 +53,9 @@ export const PATH = '/orders';
 /** The replay variants' one key and body: the fingerprint of every replay matches the first run. */
 export const REPLAY_KEY = '5b0e7c1a-9d3f-4e8b-a2c6-000000000000';
 
+/** Every load request authenticates: keyed requests without a principal get 401 by default. */
+export const BENCH_AUTH = 'Bearer bench-user';
+
 /**
  * An 88-byte JSON order. `seq` goes into a fixed-width field, so every request has its own body
  * (and its own key, from the same number) at the same length.

@@ -9,6 +9,10 @@ export type { FetchHandler } from '../core/web.js';
  * Wraps a Web `Request → Response` handler (Next.js route handlers, Bun, Deno, Workers, Hono's
  * `app.fetch`) so unsafe requests with an `Idempotency-Key` run once and retries get the replay.
  * Pass options, or an engine from `createIdempotency()` to share one between handlers.
+ *
+ * A keyed request needs a principal: by default the `Authorization` header (or your
+ * `principal()`); without one it gets 401 `principal-required`, unless you opt into the shared
+ * anonymous scope with `requirePrincipal: false`.
  * @example
  * export const POST = withIdempotency(async (req, ctx) => Response.json(await charge(req)), { store })
  */

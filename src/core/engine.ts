@@ -6,7 +6,13 @@ import { isIdempotencyError, type ProblemCode } from './errors.js';
 import { type ExecuteDecision, startExecution } from './execution.js';
 import { createFingerprint, fingerprintMatches, type VersionedSecret } from './fingerprint.js';
 import { parseIdempotencyKey } from './key.js';
-import { DEFAULTS, type IdempotencyOptions, resolveOptions, waitMsOf } from './options.js';
+import {
+  DEFAULTS,
+  type IdempotencyOptions,
+  type ResolvedOptions,
+  resolveOptions,
+  waitMsOf,
+} from './options.js';
 import { problemResponse } from './problem.js';
 import { type EngineRequest, headerValue, headerValues } from './request.js';
 import { type EngineResponse, toReplay } from './response.js';
@@ -50,10 +56,10 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
   const options = resolveOptions(input);
   const { store } = options;
   const emit = options.onEvent ?? (() => {});
+  warnIfAnonymous(options);
   const inFlight = new Map<string, number>();
   const waiters = new Map<string, number>();
   let secretsReady: Promise<readonly VersionedSecret[]> | undefined;
-  let warnedAnonymous = false;
 
   /** The store's own secret is read once, lazily; a failure is retried by the next request. */
   function loadSecrets(): readonly VersionedSecret[] | Promise<readonly VersionedSecret[]> {
@@ -145,12 +151,13 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
     const principal = options.principal
       ? ((await options.principal(request.native, request)) ?? '')
       : hashCredential(headerValue(request.headers, 'authorization'));
-    if (principal === '') {
-      if (options.requirePrincipal) return reject('principal-required', 'authenticate before sending a key');
-      warnAnonymousOnce();
+    if (principal === '' && options.requirePrincipal) {
+      return reject('principal-required', 'authenticate before sending a key');
     }
     const tenant = options.tenant ? ((await options.tenant(request.native, request)) ?? '') : '';
     const key = scopeHash({ tenant, principal, method, path: request.path, key: found.key });
+    // Counted, so an operator sees how much traffic shares the one anonymous scope.
+    if (principal === '') emit({ type: 'anonymous', key });
 
     const slot = `${tenant.length}:${tenant}${principal}`;
     const running = inFlight.get(slot) ?? 0;
@@ -347,14 +354,6 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
     else waiters.set(key, left);
   }
 
-  function warnAnonymousOnce(): void {
-    if (warnedAnonymous || options.principal) return;
-    warnedAnonymous = true;
-    options.onWarning(
-      'idemkit: keyed requests without an Authorization header share the anonymous principal; pass principal() or requirePrincipal: true',
-    );
-  }
-
   const engine: Idempotency = {
     begin,
     options,
@@ -364,4 +363,15 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
     },
   };
   return engine;
+}
+
+/**
+ * Said once, when the engine is built, so the operator sees it at startup rather than after
+ * the first unauthenticated request (which may never come in a test run).
+ */
+function warnIfAnonymous(options: ResolvedOptions): void {
+  if (options.requirePrincipal) return;
+  options.onWarning(
+    'idemkit: requirePrincipal is false: keyed requests without a principal share one anonymous scope, where equal keys from different callers meet; each one emits an `anonymous` event',
+  );
 }

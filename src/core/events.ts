@@ -15,4 +15,6 @@ export type IdempotencyEvent =
   | { type: 'flushed'; key: string; ok: boolean }
   | { type: 'store-error'; key?: string; operation: string; error: unknown }
   | { type: 'fail-open'; key: string }
+  /** A keyed request proceeds in the shared anonymous scope (only with `requirePrincipal: false`). */
+  | { type: 'anonymous'; key: string }
   | { type: 'reject'; code: string; status: number };

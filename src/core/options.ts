@@ -36,13 +36,20 @@ export interface IdempotencyOptions {
   keyFrom?: { header?: string; bodyField?: string; queryParam?: string };
   /**
    * The authenticated caller; records of two principals never meet. Receives the framework's
-   * own request. Return `undefined` for an anonymous caller.
-   * @default SHA-256 of the Authorization header
+   * own request. Return `undefined` (or '') for an anonymous caller, which `requirePrincipal`
+   * refuses by default.
+   * @default SHA-256 of the Authorization header (header names are matched case-insensitively)
    */
   principal?: (native: unknown, request: EngineRequest) => string | undefined | Promise<string | undefined>;
   /** The tenant, for multi-tenant apps. @default '' */
   tenant?: (native: unknown, request: EngineRequest) => string | undefined | Promise<string | undefined>;
-  /** Answer 401 `principal-required` instead of using the shared anonymous principal. @default false */
+  /**
+   * A keyed request without a principal (no Authorization header, or `principal()` gave
+   * `undefined`/'') is refused with 401 `principal-required`. Set `false` to let such requests
+   * share one anonymous scope, where equal keys from different callers meet: the engine then
+   * warns once at creation (`onWarning`) and emits an `anonymous` event per such request.
+   * @default true
+   */
   requirePrincipal?: boolean;
   /** @default 30_000 */
   leaseMs?: PerRequest<number>;
@@ -82,7 +89,7 @@ export interface IdempotencyOptions {
   failOpen?: boolean;
   /** Telemetry: execute, replay, conflict, mismatch, release, takeover, lease-lost, … */
   onEvent?: (event: IdempotencyEvent) => void;
-  /** One-time warnings (anonymous principal, single-process store). @default process.emitWarning */
+  /** One-time warnings (anonymous scope on, single-process store). @default process.emitWarning */
   onWarning?: (message: string) => void;
   /** How often the engine sweeps expired records; 0 turns the sweeper off. @default 60_000 */
   sweepIntervalMs?: number;
@@ -93,7 +100,7 @@ export const DEFAULTS = Object.freeze({
   required: true,
   minKeyLength: 1,
   keyHeader: 'idempotency-key',
-  requirePrincipal: false,
+  requirePrincipal: true,
   leaseMs: 30_000,
   retentionMs: 86_400_000,
   storeTimeoutMs: 1_000,

@@ -296,14 +296,27 @@ export function defineHttpContract(options: HttpContractOptions): void {
     );
 
     harness.test(
-      'T8 a request refused for missing credentials creates no record',
-      { requirePrincipal: true },
+      'T8 by default a keyed request without credentials gets 401 and creates no record',
+      {},
       async (s) => {
         const refused = await post(s.url, '/pay', { key: randomUUID(), body: '{}', op: 'T8a', auth: null });
         assert.equal(refused.status, 401);
         assert.equal(refused.problem?.type, 'urn:idemkit:problem:principal-required');
         assert.equal(s.app.executions('T8a'), 0);
         assert.equal(s.storeCalls(), 0);
+      },
+    );
+
+    harness.test(
+      'with requirePrincipal: false callers without credentials share the anonymous scope',
+      { requirePrincipal: false },
+      async (s) => {
+        const key = randomUUID();
+        const first = await post(s.url, '/pay', { key, body: '{}', op: 'T8anon', auth: null });
+        const retry = await post(s.url, '/pay', { key, body: '{}', op: 'T8anon', auth: null });
+        assert.equal(first.status, 201);
+        assert.equal(retry.headers.get('idempotent-replayed'), 'true');
+        assert.equal(s.app.executions('T8anon'), 1);
       },
     );
 
