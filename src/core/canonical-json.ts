@@ -30,6 +30,20 @@ export function canonicalJson(text: string, excludeFields: readonly string[] = [
   }
 }
 
+// One decoder for every request. Fatal, because a lenient decode turns each invalid byte into
+// U+FFFD and two different bodies would read alike; ignoreBOM keeps a leading BOM as text, which
+// the parser refuses, so a body with a BOM is compared by its bytes.
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** The bytes as text, or `undefined` when they are not valid UTF-8 (and so not JSON, RFC 8259 §8.1). */
+export function decodeUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return STRICT_UTF8.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Reads a top-level string field (the AIP-155 `request_id` carrier) from canonical-able JSON. */
 export function readJsonStringField(text: string, field: string): string | undefined {
   try {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ClaimResult, StoredRecord, StoreTransaction, TransactionalStore } from '../stores/types.js';
-import { readJsonStringField } from './canonical-json.js';
+import { decodeUtf8, readJsonStringField } from './canonical-json.js';
 import { monotonicNow, sleep } from './clock.js';
 import { isIdempotencyError, type ProblemCode } from './errors.js';
 import { type ExecuteDecision, startExecution } from './execution.js';
@@ -124,7 +124,8 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
       carried = new URLSearchParams(request.query).get(options.keyQueryParam) ?? undefined;
     }
     if (values.length === 0 && carried === undefined && options.keyBodyField && request.body?.byteLength) {
-      carried = readJsonStringField(Buffer.from(request.body).toString('utf8'), options.keyBodyField);
+      const text = decodeUtf8(request.body);
+      carried = text === undefined ? undefined : readJsonStringField(text, options.keyBodyField);
     }
     if (values.length === 0 && carried === undefined) return { status: 'absent' };
     // Other carriers hold the bare key itself, never an sf-string.

@@ -1,5 +1,5 @@
 import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
-import { canonicalJson } from './canonical-json.js';
+import { canonicalJson, decodeUtf8 } from './canonical-json.js';
 import { IdempotencyConfigError } from './errors.js';
 
 /** A fingerprint secret with its version; records keep the version that made them. */
@@ -91,7 +91,8 @@ function buildMaterial(input: FingerprintInput, options: FingerprintOptions): Ma
     ...input.headers.flatMap(([n, v]) => [n.toLowerCase(), v]),
   ]);
   if (options.bodyMode === 'canonical' && JSON_TYPE.test(mediaType) && input.body.byteLength > 0) {
-    const canonical = canonicalJson(Buffer.from(input.body).toString('utf8'), options.excludeFields);
+    const text = decodeUtf8(input.body);
+    const canonical = text === undefined ? undefined : canonicalJson(text, options.excludeFields);
     if (canonical !== undefined) return { head, kind: 'j', body: canonical };
   }
   return { head, kind: 'r', body: input.body };
