@@ -42,13 +42,15 @@ export async function handleFetch(
     case 'replay':
       return toWebResponse(decision.response);
     case 'execute': {
-      let response: Response;
+      // Reading the body belongs to the handler's run: a stream that fails midway must end the
+      // execution (release, or uncertain after effectsStarted()) like a throw, or the claim would
+      // be renewed for the life of the process and the principal's in-flight slot would leak.
+      let captured: EngineResponse;
       try {
-        response = await handler(rebuild(request, body), decision.ctx);
+        captured = await captureResponse(await handler(rebuild(request, body), decision.ctx));
       } catch (error) {
         return toWebResponse((await decision.abort(error)).response);
       }
-      const captured = await captureResponse(response);
       return toWebResponse((await decision.commit(captured)).response);
     }
     default:
