@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ClaimResult, StoredRecord, StoreTransaction, TransactionalStore } from '../stores/types.js';
 import { decodeUtf8, readJsonStringField } from './canonical-json.js';
-import { monotonicNow, sleep } from './clock.js';
+import { monotonicNow } from './clock.js';
 import { isIdempotencyError, type ProblemCode } from './errors.js';
 import { type ExecuteDecision, startExecution } from './execution.js';
 import { createFingerprint, fingerprintMatches, type VersionedSecret } from './fingerprint.js';
@@ -18,6 +18,7 @@ import { type EngineRequest, headerValue, headerValues } from './request.js';
 import { type EngineResponse, toReplay } from './response.js';
 import { hashCredential, scopeHash } from './scope.js';
 import { withTimeout } from './store-call.js';
+import { SettleSignals, Waiter } from './waiters.js';
 import { type FetchHandler, handleFetch } from './web.js';
 
 export type Decision =
@@ -59,6 +60,11 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
   warnIfAnonymous(options);
   const inFlight = new Map<string, number>();
   const waiters = new Map<string, number>();
+  // Wait mode: this engine's own executions wake their waiters; the store may wake them too
+  // when another process settles the key (PostgreSQL NOTIFY, Redis pub/sub).
+  const settleSignals = new SettleSignals();
+  const runningKeys = new Map<string, number>();
+  const storeSettle = store.onSettled?.bind(store);
   let secretsReady: Promise<readonly VersionedSecret[]> | undefined;
 
   /** The store's own secret is read once, lazily; a failure is retried by the next request. */
@@ -234,8 +240,7 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
 
   async function claimAndDecide(c: Claimant, waitMs: number): Promise<Decision> {
     const deadline = monotonicNow() + waitMs;
-    let delay = 25;
-    let waiting = false;
+    let waiter: Waiter | undefined;
     try {
       for (;;) {
         // randomUUID draws from a cached entropy pool; randomBytes pays a getpid syscall per call.
@@ -264,16 +269,16 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
         if (result.outcome === 'completed') return completed(c.key, result.record);
         if (samePrintUnderOldSecret(c, result.record)) continue;
         const remaining = deadline - monotonicNow();
-        if (remaining <= 0 || (!waiting && !enterWait(c.key))) {
+        waiter ??= remaining > 0 ? enterWait(c.key) : undefined;
+        if (remaining <= 0 || !waiter) {
           emit({ type: 'conflict', key: c.key, reason: 'in-progress' });
           return reject('in-progress', 'the first request with this key is still running; retry later');
         }
-        waiting = true;
-        await sleep(Math.min(delay, remaining));
-        delay = Math.min(delay * 2, 500);
+        // Until the first request settles (a wake-up) or the next poll; then claim again.
+        await waiter.pause(remaining);
       }
     } finally {
-      if (waiting) leaveWait(c.key);
+      if (waiter) leaveWait(c.key, waiter);
     }
   }
 
@@ -325,6 +330,15 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
       }
     }
     inFlight.set(c.slot, (inFlight.get(c.slot) ?? 0) + 1);
+    runningKeys.set(c.key, (runningKeys.get(c.key) ?? 0) + 1);
+    let runningHere = true;
+    const stopRunning = () => {
+      if (!runningHere) return;
+      runningHere = false;
+      const left = (runningKeys.get(c.key) ?? 1) - 1;
+      if (left <= 0) runningKeys.delete(c.key);
+      else runningKeys.set(c.key, left);
+    };
     return startExecution({
       options,
       request: c.request,
@@ -338,18 +352,26 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
         const left = (inFlight.get(c.slot) ?? 1) - 1;
         if (left <= 0) inFlight.delete(c.slot);
         else inFlight.set(c.slot, left);
+        stopRunning();
+      },
+      onSettled() {
+        // The key no longer runs here (written, released, or the lease is gone): wake waiters.
+        stopRunning();
+        settleSignals.settled(c.key);
       },
     });
   }
 
-  function enterWait(key: string): boolean {
+  /** A waiter for `key`, or undefined when the key already has the most waiters allowed. */
+  function enterWait(key: string): Waiter | undefined {
     const count = waiters.get(key) ?? 0;
-    if (count >= DEFAULTS.maxWaitersPerKey) return false;
+    if (count >= DEFAULTS.maxWaitersPerKey) return undefined;
     waiters.set(key, count + 1);
-    return true;
+    return new Waiter(key, settleSignals, storeSettle, (k) => runningKeys.has(k));
   }
 
-  function leaveWait(key: string): void {
+  function leaveWait(key: string, waiter: Waiter): void {
+    waiter.close();
     const left = (waiters.get(key) ?? 1) - 1;
     if (left <= 0) waiters.delete(key);
     else waiters.set(key, left);

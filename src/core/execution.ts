@@ -55,6 +55,12 @@ export interface ExecutionParams {
   transaction?: StoreTransaction | undefined;
   /** Frees the per-principal in-flight slot. */
   onFinish(): void;
+  /**
+   * The key stopped running under this execution: its result, release or uncertain mark was
+   * written (or failed), or the lease was lost. Wakes duplicates waiting on the key. May be
+   * called more than once.
+   */
+  onSettled?(): void;
 }
 
 const COMPLETE_ATTEMPTS = 2;
@@ -107,6 +113,7 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
     emit({ type: 'lease-lost', key, generation: p.generation });
     abortReason = new IdempotencyError('lease-lost', 'the lease on this Idempotency-Key was lost');
     controller?.abort(abortReason);
+    p.onSettled?.();
   }
 
   function settle(): void {
@@ -154,6 +161,7 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
       return { response: markOriginal(response), disposition, durable: true };
     } finally {
       p.onFinish();
+      p.onSettled?.();
     }
   }
 
@@ -219,6 +227,7 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
       try {
         const owned = await withTimeout('complete', call, options.storeTimeoutMs);
         emit({ type: 'flushed', key, ok: owned });
+        p.onSettled?.();
         return;
       } catch (error) {
         emit({ type: 'store-error', key, operation: 'complete', error });
@@ -253,6 +262,7 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
       settle();
       if (leaseLost) {
         p.onFinish();
+        p.onSettled?.();
         return (p.transaction?.rollback() ?? Promise.resolve()).catch(() => {}).then(leaseLostResult);
       }
       return finish(problemResponse(problemCodeOf(error), 'the request failed; retry with the same key'));

@@ -152,6 +152,16 @@ export interface IdempotencyStore {
    * the engine then requires `secret`.
    */
   defaultSecret?(): Promise<string>;
+  /**
+   * Optional: wakes duplicates that wait (`wait` mode) in other processes. Calls `listener` when
+   * the record of `key` may have settled (completed, released, marked uncertain) through any
+   * store instance sharing the data, and also when notifications may have been missed (the
+   * channel connected, reconnected or dropped): the engine then claims again. One channel per
+   * store instance serves every key. Returns the unsubscribe function, or `undefined` when the
+   * store cannot notify right now (the engine then polls at its normal cadence). Never throws;
+   * a lost notification costs only time, since waiters keep polling slowly as a safety net.
+   */
+  onSettled?(key: string, listener: () => void): (() => void) | undefined;
   /** Frees what the store made (timers, handles it opened). Safe to call twice. */
   close(): Promise<void>;
 }

@@ -30,5 +30,7 @@ export function countingStore(store: IdempotencyStore): { store: IdempotencyStor
   }
   // Reading the secret is setup, not a request's store call.
   if (store.defaultSecret) wrapped.defaultSecret = store.defaultSecret.bind(store);
+  // Subscribing to settle notifications is not a round trip to the store: forwarded, not counted.
+  if (store.onSettled) wrapped.onSettled = store.onSettled.bind(store);
   return { store: wrapped, calls: () => calls };
 }
