@@ -17,15 +17,32 @@ export interface EngineRequest {
   native?: unknown;
 }
 
-/** Every field line of a header (a fetch `Headers` has already joined them with ", "). */
+type HeaderRecord = Readonly<Record<string, string | readonly string[] | undefined>>;
+
+/**
+ * Every field line of a header (a fetch `Headers` has already joined them with ", "). Names are
+ * matched case-insensitively: Node's records are lowercase, but hand-written ones (API gateways,
+ * tests) say `Idempotency-Key`. Two names that differ only in case are two field lines.
+ */
 export function headerValues(headers: HeaderInput, name: string): string[] {
   if (typeof (headers as { get?: unknown }).get === 'function') {
     const value = (headers as { get(name: string): string | null }).get(name);
     return value === null ? [] : [value];
   }
-  const value = (headers as Record<string, string | readonly string[] | undefined>)[name];
-  if (value === undefined) return [];
-  return typeof value === 'string' ? [value] : [...value];
+  const record = headers as HeaderRecord;
+  const wanted = name.toLowerCase();
+  // One pass in record order; the length test skips nearly every name before any case folding,
+  // so a lowercase record costs a few comparisons per lookup and allocates nothing extra.
+  let lines: string[] | undefined;
+  for (const field in record) {
+    if (field.length !== wanted.length || (field !== wanted && field.toLowerCase() !== wanted)) continue;
+    const value = record[field];
+    if (value === undefined) continue;
+    lines ??= [];
+    if (typeof value === 'string') lines.push(value);
+    else lines.push(...value);
+  }
+  return lines ?? [];
 }
 
 export function headerValue(headers: HeaderInput, name: string): string | undefined {
