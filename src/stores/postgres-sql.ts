@@ -28,14 +28,27 @@ export interface Statements {
   probe: Statement;
 }
 
-export function statements(name: TableName): Statements {
+/**
+ * @param settleChannel when set, the settling writes (complete, release, markUncertain) also
+ *   send `pg_notify(settleChannel, key)` from their RETURNING clause: no extra round trip, and
+ *   delivered only when the write commits (see postgres-listen.ts).
+ */
+export function statements(name: TableName, settleChannel?: string): Statements {
   const t = name.qualified;
   // pg caches a prepared statement per connection by name and refuses the same name with other
-  // text, so the name carries the table and the schema version.
+  // text, so the name carries the table and the schema version (and, near the front where a
+  // long name is not truncated away, whether the statement notifies).
   const named = (op: string, text: string): Statement => ({
     name: `idemkit${SCHEMA_VERSION}:${name.id}:${op}`,
     text,
   });
+  const settling = (op: string, text: string): Statement =>
+    settleChannel === undefined
+      ? named(op, text)
+      : {
+          name: `idemkit${SCHEMA_VERSION}n:${name.id}:${op}`,
+          text: `${text}\nRETURNING pg_notify('${settleChannel}', r.key)`,
+        };
   return {
     // See the lease timeline in types.ts. One statement: the upsert takes the key when the claim
     // predicate holds; otherwise `cur` hands back the row the loser saw.
@@ -97,19 +110,19 @@ FROM cur`,
       `UPDATE ${t} AS r SET lease_until = c.n + $3, expires_at = c.n + $3 + $4 FROM (${NOW_MS}) AS c
 WHERE r.key = $1 AND r.state = 'in_progress' AND r.owner_token = $2`,
     ),
-    complete: named(
+    complete: settling(
       'complete',
       `UPDATE ${t} AS r SET state = 'completed', owner_token = NULL, completed_at = c.n,
   expires_at = c.n + $4, response = $3 FROM (${NOW_MS}) AS c
 WHERE r.key = $1 AND r.state = 'in_progress' AND r.owner_token = $2`,
     ),
     // The tombstone keeps generation (and fingerprint), so the next claim fences at generation + 1.
-    release: named(
+    release: settling(
       'release',
       `UPDATE ${t} AS r SET state = 'released', owner_token = NULL, expires_at = c.n + $3 FROM (${NOW_MS}) AS c
 WHERE r.key = $1 AND r.state = 'in_progress' AND r.owner_token = $2`,
     ),
-    markUncertain: named(
+    markUncertain: settling(
       'uncertain',
       `UPDATE ${t} AS r SET state = 'uncertain', owner_token = NULL, completed_at = c.n, expires_at = c.n + $3
 FROM (${NOW_MS}) AS c

@@ -1,6 +1,7 @@
 import { IdempotencyConfigError, StoreUnavailableError } from '../core/errors.js';
 import { withTimeout } from '../core/store-call.js';
 import { settingsWarner } from './postgres-check.js';
+import { postgresSettleChannel, type SettleChannel, settleChannel } from './postgres-listen.js';
 import { isRow, type Row, sqlstateOf, storeError, toInt, toRecord } from './postgres-rows.js';
 import { schemaSql, tableName } from './postgres-schema.js';
 import { type Statement, statements } from './postgres-sql.js';
@@ -94,6 +95,17 @@ export interface PostgresStoreOptions {
    * @default process.emitWarning
    */
   onWarning?: (message: string) => void;
+  /**
+   * Wakes duplicates waiting in other processes (`wait` mode) as soon as the first request
+   * settles, instead of leaving them to poll. The settling writes send `pg_notify` in the same
+   * statement, and the first wait in a process checks one connection out of the pool for
+   * `LISTEN` (held until `close()`; the pool needs `connect()`). Off by default: PostgreSQL takes
+   * a cluster-wide lock while a transaction that notified commits, which serialises every
+   * completion's commit, and a `LISTEN` session does not survive PgBouncer in transaction
+   * pooling. Turn it on in every process that shares the table.
+   * @default false
+   */
+  notify?: boolean;
 }
 
 export interface PostgresMigrateOptions {
@@ -161,7 +173,10 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
       `postgresStore: isolationLevel must be one of ${ISOLATION_LEVELS.join(', ')}, got ${config.isolationLevel}`,
     );
   }
-  const sql = statements(config.name);
+  const connectForListen = options.notify === true ? pool.connect?.bind(pool) : undefined;
+  const channelName = options.notify === true ? settleChannel(config.name) : undefined;
+  const sql = statements(config.name, channelName);
+  let settleListen: SettleChannel | undefined;
   const lockBound = `${lockTimeoutMs}ms`;
   const settings = settingsWarner(config.onWarning, config.isolationLevel);
 
@@ -247,9 +262,18 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
       settings.checked((await run(sql.probe, [])).rows[0]);
     },
 
-    // The pool is the app's; the store made nothing that needs freeing.
-    async close(): Promise<void> {},
+    // The pool is the app's; the store frees only the LISTEN connection it checked out.
+    async close(): Promise<void> {
+      settleListen?.close();
+    },
   };
+  if (connectForListen && channelName) {
+    const channel = channelName;
+    store.onSettled = (key, listener) => {
+      settleListen ??= postgresSettleChannel(connectForListen, channel, queryTimeoutMs);
+      return settleListen.onSettled(key, listener);
+    };
+  }
   const connect = pool.connect?.bind(pool);
   if (connect) {
     store.beginTransaction = () => {
