@@ -1,7 +1,7 @@
 import type { IdempotencyStore, StoreTransaction } from '../stores/types.js';
 import { monotonicNow, sleep } from './clock.js';
 import { IdempotencyError, isIdempotencyError, type ProblemCode } from './errors.js';
-import type { Disposition, ResolvedOptions } from './options.js';
+import { type Disposition, defaultClassify, type ResolvedOptions } from './options.js';
 import { problemResponse } from './problem.js';
 import type { EngineRequest } from './request.js';
 import { type EngineResponse, markOriginal, toStoredResponse } from './response.js';
@@ -64,6 +64,8 @@ export interface ExecutionParams {
 }
 
 const COMPLETE_ATTEMPTS = 2;
+/** Engines (by their resolved options) already warned that their classify() threw. */
+const warnedClassify = new WeakSet<ResolvedOptions>();
 
 /** Runs the claimed part of a request: heartbeat, abort on lease loss, and the final write. */
 export function startExecution(p: ExecutionParams): ExecuteDecision {
@@ -130,15 +132,22 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
     };
   }
 
-  async function finish(response: EngineResponse): Promise<CommitResult> {
+  /**
+   * Ends the execution with the handler's response, or with `failure` (the code of a problem
+   * idemkit answers because the handler failed). Every path frees the key one way or another.
+   */
+  async function finish(handed: EngineResponse | undefined, failure?: ProblemCode): Promise<CommitResult> {
     const tx = p.transaction;
     try {
       if (leaseLost) {
         await tx?.rollback().catch(() => {});
         return leaseLostResult();
       }
-      let disposition = options.classify(response, p.request);
+      let response = handed ?? failureProblem(failure ?? 'handler-error', 'release');
+      let disposition = classify(response);
       if (disposition === 'release' && effectsStarted) disposition = 'uncertain';
+      // Our own answer to a failure says what a retry with this key will get.
+      if (failure !== undefined) response = failureProblem(failure, disposition);
       if (disposition === 'store')
         return tx ? await commitTransaction(tx, response) : await storeResult(response);
       // Nothing the handler wrote through the transaction may survive a failure.
@@ -162,6 +171,20 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
     } finally {
       p.onFinish();
       p.onSettled?.();
+    }
+  }
+
+  /** A classify() that throws must not leave the key claimed: the default policy decides then. */
+  function classify(response: EngineResponse): Disposition {
+    try {
+      return options.classify(response, p.request);
+    } catch (error) {
+      if (!warnedClassify.has(options)) {
+        warnedClassify.add(options);
+        const reason = error instanceof Error ? error.message : String(error);
+        options.onWarning(`idemkit: classify() threw (${reason}); the default policy decides instead`);
+      }
+      return defaultClassify(response);
     }
   }
 
@@ -265,9 +288,31 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
         p.onSettled?.();
         return (p.transaction?.rollback() ?? Promise.resolve()).catch(() => {}).then(leaseLostResult);
       }
-      return finish(problemResponse(problemCodeOf(error), 'the request failed; retry with the same key'));
+      return finish(undefined, problemCodeOf(error));
     },
   };
+}
+
+/** The problem for a failed execution, worded for what its disposition makes of a retry. */
+function failureProblem(code: ProblemCode, disposition: Disposition): EngineResponse {
+  switch (disposition) {
+    case 'release':
+      return problemResponse(code, 'the request failed; retry with the same key');
+    case 'uncertain':
+      return problemResponse(
+        code,
+        'the request failed after its effects may have begun, so its outcome is uncertain; a retry with this key will be refused with 409 outcome-uncertain',
+        { retryAfter: false },
+      );
+    case 'store':
+      return problemResponse(
+        code,
+        'the request failed; this answer is kept, and a retry with this key replays it',
+        {
+          retryAfter: false,
+        },
+      );
+  }
 }
 
 /** Errors idemkit itself raised (the gateway's upstream errors) keep their code; others are 500. */

@@ -8,7 +8,12 @@ const TYPE_PREFIX = 'urn:idemkit:problem:';
  * The detail is written by idemkit, never copied from a cause, so no stack trace, SQL or
  * hostname reaches a client (S12).
  */
-export function problemResponse(code: ProblemCode, detail?: string): EngineResponse {
+export function problemResponse(
+  code: ProblemCode,
+  detail?: string,
+  /** `retryAfter: false` drops the code's Retry-After where a retry would not help. */
+  options: { retryAfter?: boolean } = {},
+): EngineResponse {
   const info = PROBLEMS[code];
   const body = {
     type: `${TYPE_PREFIX}${code}`,
@@ -20,7 +25,8 @@ export function problemResponse(code: ProblemCode, detail?: string): EngineRespo
     ['content-type', 'application/problem+json'],
     ['cache-control', 'no-store'],
   ];
-  if (info.retryAfterSeconds !== undefined) headers.push(['retry-after', String(info.retryAfterSeconds)]);
+  if (info.retryAfterSeconds !== undefined && options.retryAfter !== false)
+    headers.push(['retry-after', String(info.retryAfterSeconds)]);
   return { status: info.status, headers, body: Buffer.from(JSON.stringify(body), 'utf8') };
 }
 
