@@ -22,7 +22,13 @@ export type Kind =
   | 'size0'
   | 'headers'
   | 'forwardKey'
-  | 'logLevel';
+  | 'logLevel'
+  | 'cookieName'
+  | 'jwks'
+  | 'jwtSecret'
+  | 'text'
+  | 'bodyField'
+  | 'queryParam';
 
 export interface Field {
   /** The key in GatewayConfig and in the JSON config file. */
@@ -39,9 +45,19 @@ export const FIELDS: readonly Field[] = [
   { key: 'store', flag: 'store', kind: 'store' },
   // No --secret: a flag shows in `ps` and in shell history.
   { key: 'secret', kind: 'secret' },
+  // Principal sources: a header (the default), a cookie, or a verified JWT; one at a time (config.ts).
   { key: 'principalHeader', flag: 'principalHeader', kind: 'header' },
+  { key: 'principalCookie', flag: 'principalCookie', kind: 'cookieName' },
+  { key: 'jwtJwks', flag: 'jwtJwks', kind: 'jwks' },
+  // No --jwt-secret, for the same reason as the fingerprint secret.
+  { key: 'jwtSecret', kind: 'jwtSecret' },
+  { key: 'jwtIssuer', flag: 'jwtIssuer', kind: 'text' },
+  { key: 'jwtAudience', flag: 'jwtAudience', kind: 'text' },
+  { key: 'jwtHeader', flag: 'jwtHeader', kind: 'header' },
+  { key: 'allowAnonymous', flag: 'allowAnonymous', kind: 'boolean' },
   { key: 'tenantHeader', flag: 'tenantHeader', kind: 'header' },
-  { key: 'requirePrincipal', flag: 'requirePrincipal', kind: 'boolean' },
+  { key: 'keyBodyField', flag: 'keyBodyField', kind: 'bodyField' },
+  { key: 'keyQueryParam', flag: 'keyQueryParam', kind: 'queryParam' },
   { key: 'leaseMs', flag: 'lease', kind: 'duration' },
   { key: 'retentionMs', flag: 'retention', kind: 'duration' },
   { key: 'waitMs', flag: 'wait', kind: 'duration0' },
@@ -75,10 +91,12 @@ const BOOLEAN_TEXT: Readonly<Record<string, boolean>> = {
   no: false,
 };
 const MIN_SECRET = 16;
+// RFC 7518 §3.2: an HMAC key at least as long as the hash output (256 bits for HS256).
+const MIN_JWT_SECRET = 32;
 
 type Value = GatewayConfig[Field['key']];
 
-/** A flag or environment value (always text; `--require-principal` alone is `true`). */
+/** A flag or environment value (always text; `--allow-anonymous` alone is `true`). */
 export function fromText(field: Field, raw: string | boolean, source: string): Value {
   if (typeof raw === 'boolean') {
     if (field.kind === 'boolean') return raw;
@@ -184,7 +202,47 @@ export function check(field: Field, value: Value, source: string): Value {
       return oneOf(value, LOG_LEVELS, fail);
     case 'boolean':
       return value;
+    case 'cookieName':
+      // Cookie names are case-sensitive (RFC 6265 §4.1.1), so unlike header names they keep their case.
+      if (!TOKEN.test(value as string)) fail(`"${value}" is not a cookie name`);
+      return value;
+    case 'jwks':
+      return checkJwks(value as string, fail);
+    case 'jwtSecret':
+      if ((value as string).length < MIN_JWT_SECRET) {
+        fail(
+          `the JWT secret is ${(value as string).length} characters; HS256 needs at least ${MIN_JWT_SECRET} (RFC 7518 §3.2)`,
+        );
+      }
+      return value;
+    case 'text':
+      if ((value as string).trim() === '') fail('must not be empty');
+      return value;
+    case 'bodyField':
+      if (!/^[^\s.]+$/.test(value as string))
+        fail(`"${value}" is not a top-level JSON field name such as request_id (nested paths are not read)`);
+      return value;
+    case 'queryParam':
+      if (!/^[^\s&=#]+$/.test(value as string))
+        fail(`"${value}" is not a query parameter name such as ClientToken`);
+      return value;
   }
+}
+
+/** A JWKS file path, or an http(s) URL the keys are fetched (and cached) from. */
+function checkJwks(value: string, fail: (what: string) => never): string {
+  if (value.trim() === '') fail('give a JWKS file path or an https:// URL');
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) {
+    let url: URL | undefined;
+    try {
+      url = new URL(value);
+    } catch {
+      fail(`"${value}" is not a URL`);
+    }
+    if (url?.protocol !== 'http:' && url?.protocol !== 'https:')
+      fail(`"${value}": use a file path or an http:// or https:// URL`);
+  }
+  return value;
 }
 
 function checkUpstream(value: string, fail: (what: string) => never): string {

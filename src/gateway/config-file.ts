@@ -125,8 +125,15 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** Keys of earlier versions, and what replaced them. */
+const REPLACED: Readonly<Record<string, string>> = {
+  requirePrincipal:
+    ' (replaced by "allowAnonymous": keyed requests without a principal are refused unless allowAnonymous is true)',
+};
+
 /** `lease` → ` (did you mean "leaseMs"?)`. */
 function suggest(key: string, known: readonly string[]): string {
+  if (Object.hasOwn(REPLACED, key) && known.includes('allowAnonymous')) return REPLACED[key] as string;
   const lower = key.toLowerCase().replace(/[-_]/g, '');
   const hit = known.find((k) => {
     const kl = k.toLowerCase();

@@ -34,19 +34,54 @@ export function loadGatewayConfig({
     replayHeaders: [],
     routes: file.routes ?? [],
   };
+  /** Where each setting that was given came from, for messages about combinations. */
+  const given = new Map<string, string>();
   for (const field of FIELDS) {
     const flag = field.flag === undefined ? undefined : flags[field.flag];
     const variable = nonEmpty(env[envName(field)]);
-    if (flag !== undefined) merged[field.key] = fromText(field, flag, flagName(field));
-    else if (variable !== undefined) merged[field.key] = fromText(field, variable, envName(field));
-    else if (file[field.key] !== undefined) merged[field.key] = file[field.key];
+    if (flag !== undefined) {
+      merged[field.key] = fromText(field, flag, flagName(field));
+      given.set(field.key, flagName(field));
+    } else if (variable !== undefined) {
+      merged[field.key] = fromText(field, variable, envName(field));
+      given.set(field.key, envName(field));
+    } else if (file[field.key] !== undefined) {
+      merged[field.key] = file[field.key];
+      given.set(field.key, `"${field.key}" in the config file`);
+    }
   }
+  checkPrincipalSource(given);
   if (merged.upstream === undefined) {
     throw new ConfigError(
       'no upstream: pass --upstream http://127.0.0.1:8080 (or set IDEMKIT_UPSTREAM, or "upstream" in the config file)',
     );
   }
   return deepFreeze(merged as unknown as GatewayConfig);
+}
+
+/**
+ * One principal source at a time: a header (the default), a cookie, or a verified JWT. Two would
+ * leave it open which caller a request belongs to, so naming two is an error, not a precedence.
+ */
+function checkPrincipalSource(given: ReadonlyMap<string, string>): void {
+  const sources = [['principalHeader'], ['principalCookie'], ['jwtJwks', 'jwtSecret']].flatMap((keys) => {
+    const named = keys.filter((k) => given.has(k)).map((k) => given.get(k) as string);
+    return named.length === 0 ? [] : [named.join(' and ')];
+  });
+  if (sources.length > 1) {
+    throw new ConfigError(
+      `${sources.join(' and ')} each choose where the principal comes from; keep one: a header (--principal-header), a cookie (--principal-cookie) or a JWT (--jwt-jwks and/or IDEMKIT_JWT_SECRET)`,
+    );
+  }
+  const jwtKeys = given.has('jwtJwks') || given.has('jwtSecret');
+  for (const key of ['jwtIssuer', 'jwtAudience', 'jwtHeader']) {
+    const where = given.get(key);
+    if (where !== undefined && !jwtKeys) {
+      throw new ConfigError(
+        `${where} only applies to JWTs: give the keys that verify them with --jwt-jwks <file or URL> or IDEMKIT_JWT_SECRET`,
+      );
+    }
+  }
 }
 
 function readSettingsFile(

@@ -5,8 +5,8 @@ import { isIdempotencyError } from '../core/errors.js';
 import { problemResponse } from '../core/problem.js';
 import { type EngineRequest, headerValue } from '../core/request.js';
 import { type EngineResponse, isNullBodyStatus } from '../core/response.js';
-import { hashCredential } from '../core/scope.js';
 import { createGatewayMetrics } from './metrics.js';
+import { createPrincipalResolver, describePrincipal, refusingUnusableCredentials } from './principal.js';
 import { createUpstream, groupHeaders } from './proxy.js';
 import { coveredMethods, createRouteMatcher, type ResolvedRoute } from './routes.js';
 import type { GatewayLogger, RunningGateway, StartGatewayOptions } from './types.js';
@@ -32,21 +32,27 @@ export async function startGateway({
   onEvent,
   engine: overrides = {},
 }: StartGatewayOptions): Promise<RunningGateway> {
+  // First: a bad JWKS file is a configuration error, before anything is opened.
+  const principal = await createPrincipalResolver(config);
   const metrics = createGatewayMetrics();
   const matchRoute = createRouteMatcher(config);
   const upstream = createUpstream(config.upstream, config.upstreamTimeoutMs);
-  const engine = createIdempotency({
+  const engineWithoutRefusals = createIdempotency({
     ...(config.secret === undefined ? {} : { secret: config.secret }),
     methods: coveredMethods(config),
     required: (req) => routeOf(req).required,
-    principal: (_native, req) => hashCredential(headerValue(req.headers, routeOf(req).principalHeader)),
+    principal: (_native, req) => principal.resolve(req, routeOf(req).principalHeader),
     ...(config.tenantHeader === undefined
       ? {}
       : {
           tenant: (_native: unknown, req: EngineRequest) =>
             headerValue(req.headers, config.tenantHeader as string),
         }),
-    requirePrincipal: config.requirePrincipal,
+    requirePrincipal: !config.allowAnonymous,
+    keyFrom: {
+      ...(config.keyBodyField === undefined ? {} : { bodyField: config.keyBodyField }),
+      ...(config.keyQueryParam === undefined ? {} : { queryParam: config.keyQueryParam }),
+    },
     leaseMs: (req) => routeOf(req).leaseMs,
     retentionMs: (req) => routeOf(req).retentionMs,
     wait: (req) => routeOf(req).waitMs,
@@ -67,6 +73,10 @@ export async function startGateway({
       }
     },
   });
+  // A credential that is present but unusable (a token that does not verify) is refused, never anonymous.
+  const engine = refusingUnusableCredentials(engineWithoutRefusals, (rejected) =>
+    logger.debug({ code: rejected.code, reason: rejected.reason }, 'credential refused'),
+  );
 
   let inFlight = 0;
   let drained: (() => void) | undefined;
@@ -162,7 +172,16 @@ export async function startGateway({
   });
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  logger.info({ url, upstream: config.upstream, store: store.name }, 'idemkit gateway listening');
+  logger.info(
+    { url, upstream: config.upstream, store: store.name, principal: describePrincipal(principal, config) },
+    'idemkit gateway listening',
+  );
+  if (config.allowAnonymous) {
+    logger.warn(
+      {},
+      "ANONYMOUS keyed requests allowed (shared scope): callers without a principal share each other's keys and results",
+    );
+  }
 
   return {
     url,

@@ -33,9 +33,27 @@ export interface GatewayConfig {
   store: string;
   /** Fingerprint secret; required for PostgreSQL and Redis, generated and kept for SQLite. */
   secret?: string;
+  /** Header whose value (hashed) is the principal, when no cookie or JWT source is configured. */
   principalHeader: string;
+  /** Cookie whose value (hashed) is the principal. */
+  principalCookie?: string;
+  /** JWKS for verifying a JWT whose `sub` is the principal: a file path or an http(s) URL. */
+  jwtJwks?: string;
+  /** HS256/384/512 secret for that JWT (from IDEMKIT_JWT_SECRET or the config file, never a flag). */
+  jwtSecret?: string;
+  /** Required `iss` of the JWT. */
+  jwtIssuer?: string;
+  /** Required `aud` of the JWT. */
+  jwtAudience?: string;
+  /** Header carrying the JWT (`Bearer <token>` or the bare token). @default 'authorization' */
+  jwtHeader?: string;
   tenantHeader?: string;
-  requirePrincipal: boolean;
+  /** Run keyed requests without a principal in one shared anonymous scope instead of answering 401. */
+  allowAnonymous: boolean;
+  /** AIP-155 carrier: a top-level JSON body field holding the key when the header is absent. */
+  keyBodyField?: string;
+  /** EC2-style carrier: a query parameter holding the key when the header is absent. */
+  keyQueryParam?: string;
   leaseMs: number;
   retentionMs: number;
   waitMs: number;
@@ -56,7 +74,7 @@ export const GATEWAY_DEFAULTS = Object.freeze({
   port: 8787,
   store: 'sqlite:./.idemkit/idemkit.db',
   principalHeader: 'authorization',
-  requirePrincipal: false,
+  allowAnonymous: false,
   leaseMs: 30_000,
   retentionMs: 86_400_000,
   waitMs: 0,

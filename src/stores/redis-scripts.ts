@@ -17,6 +17,14 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 const OWNED = `local o = redis.call('HMGET', KEYS[1], 'st', 'tok')
 if o[1] ~= 'in_progress' or o[2] ~= ARGV[1] then return 0 end`;
 
+/**
+ * Settling scripts end by publishing the record key on the settle channel they are given (an
+ * empty channel: no message), which wakes duplicates waiting in other processes (redis-settle.ts).
+ * PUBLISH from a script reaches every subscriber of a standalone server; a Cluster passes ''.
+ */
+const publish = (argv: number) =>
+  `if ARGV[${argv}] and ARGV[${argv}] ~= '' then redis.call('PUBLISH', ARGV[${argv}], KEYS[1]) end`;
+
 export interface RedisScript {
   name: string;
   source: string;
@@ -78,7 +86,7 @@ redis.call('PEXPIREAT', KEYS[1], ea)
 return 1`,
 );
 
-/** complete(KEYS[1]; ARGV: token, encoded response, retentionMs) → 1 stored, 0 fenced. */
+/** complete(KEYS[1]; ARGV: token, encoded response, retentionMs, settle channel) → 1 stored, 0 fenced. */
 export const COMPLETE = script(
   'complete',
   `${OWNED}
@@ -87,10 +95,11 @@ local ea = now + tonumber(ARGV[3])
 redis.call('HDEL', KEYS[1], 'tok')
 redis.call('HSET', KEYS[1], 'st', 'completed', 'co', now, 'ea', ea, 'resp', ARGV[2])
 redis.call('PEXPIREAT', KEYS[1], ea)
+${publish(4)}
 return 1`,
 );
 
-/** release(KEYS[1]; ARGV: token, retentionMs) → 1 tombstone left (generation kept), 0 fenced. */
+/** release(KEYS[1]; ARGV: token, retentionMs, settle channel) → 1 tombstone left (generation kept), 0 fenced. */
 export const RELEASE = script(
   'release',
   `${OWNED}
@@ -99,10 +108,11 @@ local ea = now + tonumber(ARGV[2])
 redis.call('HDEL', KEYS[1], 'tok')
 redis.call('HSET', KEYS[1], 'st', 'released', 'ea', ea)
 redis.call('PEXPIREAT', KEYS[1], ea)
+${publish(3)}
 return 1`,
 );
 
-/** markUncertain(KEYS[1]; ARGV: token, retentionMs) → 1 held as uncertain, 0 fenced. */
+/** markUncertain(KEYS[1]; ARGV: token, retentionMs, settle channel) → 1 held as uncertain, 0 fenced. */
 export const MARK_UNCERTAIN = script(
   'markUncertain',
   `${OWNED}
@@ -111,6 +121,7 @@ local ea = now + tonumber(ARGV[2])
 redis.call('HDEL', KEYS[1], 'tok')
 redis.call('HSET', KEYS[1], 'st', 'uncertain', 'co', now, 'ea', ea)
 redis.call('PEXPIREAT', KEYS[1], ea)
+${publish(3)}
 return 1`,
 );
 

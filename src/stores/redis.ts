@@ -10,6 +10,7 @@ import {
   RELEASE,
   type RedisScript,
 } from './redis-scripts.js';
+import { type RedisSettleChannel, redisSettleChannel } from './redis-settle.js';
 import { decodeResponse, encodeResponse } from './response-codec.js';
 import { type ClaimResult, type IdempotencyStore, RecordState, type StoredRecord } from './types.js';
 
@@ -48,6 +49,15 @@ export interface RedisStoreOptions {
   wait?: { replicas: number; timeoutMs: number };
   /** Receives warnings (unsafe config in warn mode, CONFIG forbidden, WAIT shortfall). @default process.emitWarning */
   onWarning?: (message: string) => void;
+  /**
+   * Wakes duplicates waiting in other processes (`wait` mode) as soon as the first request
+   * settles: the settling scripts PUBLISH the record key on `<prefix>settled`, and the first wait
+   * in a process subscribes on one dedicated connection (`client.duplicate()`, closed by
+   * `close()`). Standalone Redis only: a Cluster keeps polling (PUBLISH would be broadcast to
+   * every node, and sharded SPUBLISH would need a subscription per slot).
+   * @default true
+   */
+  notify?: boolean;
 }
 
 /**
@@ -76,6 +86,12 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
   }
   const { sender, prefix, commandTimeoutMs, wait, onWarning } = config;
   let lastWaitWarning = Number.NEGATIVE_INFINITY;
+  const standalone = sender.kind === 'node-redis' || sender.kind === 'ioredis';
+  // The settling scripts' last argument: '' publishes nothing.
+  const settleChannel = options.notify !== false && standalone ? `${prefix}settled` : '';
+  const settle: RedisSettleChannel | undefined = settleChannel
+    ? redisSettleChannel(options.client, settleChannel, commandTimeoutMs)
+    : undefined;
 
   // The braces make the whole engine key the hash tag: one slot per record in a Cluster.
   const recordKey = (key: string) => `${prefix}{${key}}`;
@@ -132,7 +148,7 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
       // caller that already got a 503: give it back at once.
       const releaseLate = (reply: unknown) => {
         if (!Array.isArray(reply) || reply[0] !== 1) return;
-        const release = [request.token, String(request.retentionMs)];
+        const release = [request.token, String(request.retentionMs), settleChannel];
         evalScript(RELEASE, request.key, release).catch(() => {});
       };
       const reply = await evalScript(CLAIM, request.key, args, releaseLate);
@@ -153,13 +169,18 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
 
     async complete(r): Promise<boolean> {
       const blob = Buffer.from(encodeResponse(r.response));
-      const done = await owned(COMPLETE, r.key, [r.token, blob, String(r.retentionMs)]);
+      const done = await owned(COMPLETE, r.key, [r.token, blob, String(r.retentionMs), settleChannel]);
       if (done) await waitForReplicas(r.key);
       return done;
     },
 
-    release: (r) => owned(RELEASE, r.key, [r.token, String(r.retentionMs)]),
-    markUncertain: (r) => owned(MARK_UNCERTAIN, r.key, [r.token, String(r.retentionMs)]),
+    release: (r) => owned(RELEASE, r.key, [r.token, String(r.retentionMs), settleChannel]),
+    markUncertain: (r) => owned(MARK_UNCERTAIN, r.key, [r.token, String(r.retentionMs), settleChannel]),
+
+    // The scripts publish the record key; waiters are registered under it too.
+    ...(settle
+      ? { onSettled: (key: string, listener: () => void) => settle.onSettled(recordKey(key), listener) }
+      : {}),
 
     async get(key: string): Promise<StoredRecord | undefined> {
       const rk = recordKey(key);
@@ -205,8 +226,10 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
       }
     },
 
-    // The client is the app's; cached script hashes live in Redis, nothing to free here.
-    async close(): Promise<void> {},
+    // The client is the app's; only the subscriber connection (if one was made) is ours.
+    async close(): Promise<void> {
+      settle?.close();
+    },
   };
 }
 

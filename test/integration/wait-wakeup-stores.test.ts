@@ -6,14 +6,17 @@ import type pg from 'pg';
 import { waitCadence } from '../../src/core/waiters.js';
 import { createIdempotency, type IdempotencyStore } from '../../src/index.js';
 import { migrate, postgresStore } from '../../src/stores/postgres.js';
+import { redisStore } from '../../src/stores/redis.js';
 import { countingStore } from '../../src/testing/index.js';
 import { request, response } from '../support/engine-helpers.js';
 import { dropTable, postgresPool, randomTable } from '../support/postgres-service.js';
+import { ioredisClient, nodeRedisClient, randomPrefix } from '../support/redis-service.js';
 
 /*
  * Wait mode across processes: two engines, each with its own store instance on its own
  * connection(s), share one database. The duplicate waits in engine two; engine one completes.
  * A store that notifies wakes the duplicate with one claim; without notifications it polls.
+ * (A Redis Cluster publishes nothing: its waiters poll as before.)
  */
 
 const SECRET = 'wait-wakeup-test-secret-0123456789abcdef';
@@ -133,6 +136,64 @@ describe('wait wake-ups across processes: PostgreSQL LISTEN/NOTIFY', () => {
 
     assert.equal(answer.kind, 'replay');
     assert.equal(callsAfter, 1, 'woken through the new LISTEN connection');
+    await first.close();
+    await second.close();
+  });
+});
+
+describe('wait wake-ups across processes: Redis pub/sub', () => {
+  const clients: { quit(): Promise<unknown> }[] = [];
+  after(async () => {
+    for (const client of clients) await client.quit().catch(() => {});
+  });
+  /** Two connections, as two processes would have. */
+  async function pair(kind: 'node-redis' | 'ioredis') {
+    const make = kind === 'node-redis' ? () => nodeRedisClient() : () => ioredisClient();
+    const one = await make();
+    const two = await make();
+    clients.push(one, two);
+    return { one, two };
+  }
+  const subscribers = async (client: Awaited<ReturnType<typeof ioredisClient>>, channel: string) => {
+    const reply = (await client.call('PUBSUB', 'NUMSUB', channel)) as [string, number];
+    return Number(reply[1]);
+  };
+
+  for (const kind of ['node-redis', 'ioredis'] as const) {
+    it(`${kind}: the waiter in engine two is woken by engine one's completion with one claim`, async () => {
+      const { one, two } = await pair(kind);
+      const prefix = randomPrefix('wakeup');
+      const first = redisStore({ client: one, prefix });
+      const second = redisStore({ client: two, prefix });
+
+      const { answer, callsBefore, callsAfter } = await waitAcrossEngines(first, second);
+
+      assert.equal(answer.kind, 'replay');
+      assert.equal(callsAfter, 1, 'one claim after the message');
+      // The first claim, plus at most one when the subscription came up.
+      assert.ok(callsBefore <= 2, `no polling while waiting (${callsBefore} claims)`);
+      const observer = await ioredisClient();
+      clients.push(observer);
+      assert.equal(await subscribers(observer, `${prefix}settled`), 1);
+      await second.close();
+      const deadline = Date.now() + 5_000;
+      while ((await subscribers(observer, `${prefix}settled`)) !== 0 && Date.now() < deadline)
+        await delay(10);
+      assert.equal(await subscribers(observer, `${prefix}settled`), 0, 'close() ended the subscriber');
+      await first.close();
+    });
+  }
+
+  it('negative control: with notify off the waiter polls, and still gets the replay', async () => {
+    const { one, two } = await pair('node-redis');
+    const prefix = randomPrefix('wakeup');
+    const first = redisStore({ client: one, prefix });
+    const second = redisStore({ client: two, prefix, notify: false });
+
+    const { answer, callsBefore } = await waitAcrossEngines(first, second);
+
+    assert.equal(answer.kind, 'replay');
+    assert.ok(callsBefore >= 3, `the waiter polled (${callsBefore} claims while waiting)`);
     await first.close();
     await second.close();
   });

@@ -1,0 +1,133 @@
+import { withTimeout } from '../core/store-call.js';
+import type { RedisClientLike } from './redis-clients.js';
+import { SettleListeners } from './settle-listeners.js';
+
+/*
+ * Cross-process wake-ups for waiting duplicates on a standalone Redis. The settling scripts
+ * PUBLISH the record key on one channel per prefix (redis-scripts.ts), in the same script as the
+ * write. Each store instance SUBSCRIBEs on a dedicated connection (`client.duplicate()`, node-redis
+ * or ioredis), made on the first wait; it serves every key. A lost connection is dropped, not
+ * left to the client's own reconnect: waiters are woken to claim again and poll, and the next wait
+ * (one second later at the earliest) subscribes on a fresh duplicate. close() disconnects it.
+ */
+
+/** The subset of a node-redis 5 client (and of an ioredis 5 Redis) a subscriber needs. */
+interface Subscriber {
+  on(event: string, listener: (...args: never[]) => void): unknown;
+  connect(): Promise<unknown>;
+  subscribe(channel: string, listener?: (message: string, channel: string) => void): Promise<unknown>;
+  /** ioredis: 'wait' before a lazy connect. */
+  status?: string;
+  /** ioredis. */
+  callBuffer?: unknown;
+  disconnect(): unknown;
+  /** node-redis 5: closes at once, without waiting for replies. */
+  destroy?(): unknown;
+}
+
+const RECONNECT_AFTER_MS = 1_000;
+
+export interface RedisSettleChannel {
+  onSettled(recordKey: string, listener: () => void): (() => void) | undefined;
+  close(): void;
+}
+
+/** Undefined when the client cannot make a dedicated connection (no `duplicate()`). */
+export function redisSettleChannel(
+  client: RedisClientLike,
+  channel: string,
+  timeoutMs: number,
+): RedisSettleChannel | undefined {
+  const source = client as { duplicate?: () => Subscriber };
+  if (typeof source.duplicate !== 'function') return undefined;
+  const duplicate = source.duplicate.bind(source);
+  const listeners = new SettleListeners();
+  let state: 'idle' | 'connecting' | 'listening' | 'down' | 'closed' = 'idle';
+  let downUntil = 0;
+  let current: Subscriber | undefined;
+
+  const onMessage = (message: unknown, from?: unknown) => {
+    if (String(from) !== channel) return;
+    listeners.notify(Buffer.isBuffer(message) ? message.toString('utf8') : String(message));
+  };
+
+  function end(subscriber: Subscriber): void {
+    subscriber.on('error', () => {});
+    try {
+      if (typeof subscriber.destroy === 'function') subscriber.destroy();
+      else subscriber.disconnect();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  /** Drops `subscriber` (if it is still the current one), wakes every waiter, polls until retry. */
+  function drop(subscriber: Subscriber): void {
+    if (current !== subscriber) return;
+    current = undefined;
+    end(subscriber);
+    if (state !== 'closed') {
+      state = 'down';
+      downUntil = Date.now() + RECONNECT_AFTER_MS;
+    }
+    listeners.notifyAll();
+  }
+
+  async function open(): Promise<void> {
+    state = 'connecting';
+    let subscriber: Subscriber;
+    try {
+      subscriber = duplicate();
+    } catch {
+      state = 'down';
+      downUntil = Number.POSITIVE_INFINITY;
+      listeners.notifyAll();
+      return;
+    }
+    current = subscriber;
+    const lost = () => drop(subscriber);
+    subscriber.on('error', lost);
+    subscriber.on('end', lost);
+    const ioredis = subscriber.callBuffer !== undefined;
+    try {
+      await withTimeout(
+        'redis subscribe',
+        async () => {
+          if (ioredis) {
+            subscriber.on('close', lost);
+            subscriber.on('message', onMessage as (...args: never[]) => void);
+            if (subscriber.status === 'wait') await subscriber.connect();
+            await subscriber.subscribe(channel);
+          } else {
+            await subscriber.connect();
+            await subscriber.subscribe(channel, (message, from) => onMessage(message, from));
+          }
+        },
+        timeoutMs,
+      );
+    } catch {
+      drop(subscriber);
+      return;
+    }
+    if (current !== subscriber) return;
+    state = 'listening';
+    // A settle between a waiter's claim and this SUBSCRIBE was not heard: everyone claims again.
+    listeners.notifyAll();
+  }
+
+  return {
+    onSettled(recordKey, listener) {
+      if (state === 'closed') return undefined;
+      if (state === 'down' && Date.now() < downUntil) return undefined;
+      const unsubscribe = listeners.add(recordKey, listener);
+      if (state === 'idle' || state === 'down') void open();
+      return unsubscribe;
+    },
+    close() {
+      if (state === 'closed') return;
+      state = 'closed';
+      if (current) drop(current);
+      listeners.notifyAll();
+    },
+  };
+}
