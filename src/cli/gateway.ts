@@ -10,8 +10,15 @@ const FLAGS: Readonly<Record<string, [string, string]>> = {
   host: ['<addr>', 'address to listen on (default 127.0.0.1)'],
   store: ['<url>', STORE_HELP.replace(/; env .*/, '')],
   principalHeader: ['<name>', 'header whose hashed value is the principal (default authorization)'],
+  principalCookie: ['<name>', 'take the principal from this cookie instead (its value, hashed)'],
+  jwtJwks: ['<file|url>', "take the principal from a JWT's sub, verified with these public keys"],
+  jwtIssuer: ['<iss>', 'the JWT must have this issuer'],
+  jwtAudience: ['<aud>', 'the JWT must name this audience'],
+  jwtHeader: ['<name>', 'header that carries the JWT, Bearer or bare (default authorization)'],
+  allowAnonymous: ['', 'run keyed requests without a principal in ONE shared scope (default: 401)'],
   tenantHeader: ['<name>', 'header that names the tenant (default: none)'],
-  requirePrincipal: ['', 'answer 401 to keyed requests without the principal header'],
+  keyBodyField: ['<field>', 'also take the key from this top-level JSON body field (AIP-155 request_id)'],
+  keyQueryParam: ['<name>', 'also take the key from this query parameter (EC2-style ClientToken)'],
   lease: ['<duration>', 'how long a claim is held while the upstream works (default 30s)'],
   retention: ['<duration>', 'how long results are replayed (default 24h)'],
   wait: ['<duration>', 'hold concurrent duplicates this long, then replay (default 0: 409 at once)'],
@@ -44,6 +51,9 @@ export function defineGateway(program: Command): void {
 Every flag is also an environment variable: IDEMKIT_ and the flag in capitals (--max-body → IDEMKIT_MAX_BODY;
 IDEMKIT_CONFIG for --config).
 The fingerprint secret comes from IDEMKIT_SECRET only (required for postgres:// and redis://).
+The principal (whose keys and results a request may see) comes from ONE of: a header (--principal-header,
+default Authorization), a cookie (--principal-cookie), or a verified JWT's sub (--jwt-jwks and/or an HS256
+secret in IDEMKIT_JWT_SECRET). Keyed requests without one get 401 principal-required unless --allow-anonymous.
 Precedence: flag > environment > config file > default. Durations: 500ms, 30s, 2m, 24h. Sizes: 512kb, 1mb.
 
 Example:

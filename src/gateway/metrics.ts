@@ -18,6 +18,8 @@ export function createGatewayMetrics() {
   const storeErrors = counter('store_errors_total', 'Failed store calls', ['operation']);
   const rejections = counter('rejections_total', 'Requests refused with a problem response', ['code']);
   const failOpen = counter('fail_open_total', 'Requests let through without idempotency');
+  // Only with --allow-anonymous: keyed requests run in the one scope all anonymous callers share.
+  const anonymous = counter('anonymous_requests_total', 'Keyed requests run in the shared anonymous scope');
   const storeLatency = new Histogram({
     name: 'idemkit_store_latency_seconds',
     help: 'Store call latency',
@@ -38,6 +40,7 @@ export function createGatewayMetrics() {
     else if (event.type === 'store-error') storeErrors.inc({ operation: event.operation });
     else if (event.type === 'reject') rejections.inc({ code: event.code });
     else if (event.type === 'fail-open') failOpen.inc();
+    else if (event.type === 'anonymous') anonymous.inc();
   }
 
   /** Wraps a store so every call's latency lands in the histogram. */
