@@ -43,8 +43,13 @@ function answeredWithin<T>(promise: Promise<T>, ms: number, what: string): Promi
  * Returns the duplicate's answer and how many store calls engine two made before and after
  * engine one's completion.
  */
-async function waitAcrossEngines(first: IdempotencyStore, second: IdempotencyStore, holdMs = 400) {
-  const one = createIdempotency({ store: first, secret: SECRET, ...quiet });
+async function waitAcrossEngines(
+  first: IdempotencyStore,
+  second: IdempotencyStore,
+  holdMs = 400,
+  transactional = false,
+) {
+  const one = createIdempotency({ store: first, secret: SECRET, transactional, ...quiet });
   const spy = countingStore(second);
   const two = createIdempotency({ store: spy.store, secret: SECRET, wait: 5_000, ...quiet });
   const key = `wake-${randomUUID()}`;
@@ -105,6 +110,18 @@ describe('wait wake-ups across processes: PostgreSQL LISTEN/NOTIFY', () => {
     await second.close();
     assert.equal(poolTwo.totalCount - poolTwo.idleCount, 0, 'close() gave the LISTEN connection back');
     await first.close();
+  });
+
+  it('transactional mode: the notification is sent by the COMMIT and wakes the waiter', async () => {
+    const first = postgresStore({ pool: poolOne, table, notify: true });
+    const second = postgresStore({ pool: poolTwo, table, notify: true });
+
+    const { answer, callsAfter } = await waitAcrossEngines(first, second, 100, true);
+
+    assert.equal(answer.kind, 'replay');
+    assert.equal(callsAfter, 1, 'one claim after the notification');
+    await first.close();
+    await second.close();
   });
 
   it('negative control: without notify the waiter polls, and still gets the replay', async () => {
