@@ -6,6 +6,12 @@ export interface EngineResponse {
   status: number;
   headers: [string, string][];
   body: Uint8Array;
+  /**
+   * The caller streams the body itself because it is larger than `maxStoredBytes` (the gateway
+   * never buffers past its budget): `body` is empty, the record keeps status and headers only,
+   * and replays answer 409 `result-unavailable`.
+   */
+  bodyOmitted?: boolean;
 }
 
 /**
@@ -61,6 +67,9 @@ export function toStoredResponse(
     const lower = name.toLowerCase();
     if (allowlist.has(lower)) headers.push([lower, value]);
   }
+  // Streamed past the budget: never held whole, so there is no hash of it either.
+  if (response.bodyOmitted)
+    return { status: response.status, headers, body: new Uint8Array(0), bodyOmitted: true };
   if (response.body.byteLength <= maxStoredBytes) {
     return { status: response.status, headers, body: response.body };
   }
