@@ -44,16 +44,24 @@ export function decodeUtf8(bytes: Uint8Array): string | undefined {
   }
 }
 
-/** Reads a top-level string field (the AIP-155 `request_id` carrier) from canonical-able JSON. */
-export function readJsonStringField(text: string, field: string): string | undefined {
+/** A top-level field as a key carrier sees it. */
+export type JsonField = { present: false } | { present: true; value: string | undefined };
+
+/**
+ * Reads a top-level field (the AIP-155 `request_id` carrier) from strict JSON. `value` is
+ * `undefined` when the field is present but not a string; a text that is not strict JSON, or not
+ * an object, has no fields.
+ */
+export function readJsonField(text: string, field: string): JsonField {
   try {
     const root = new Parser(text).parseDocument();
-    if (root.t !== 'obj') return undefined;
+    if (root.t !== 'obj') return { present: false };
     const node = root.entries.get(field);
-    if (node?.t !== 'lit' || !node.text.startsWith('"')) return undefined;
-    return JSON.parse(node.text) as string;
+    if (!node) return { present: false };
+    const isString = node.t === 'lit' && node.text.startsWith('"');
+    return { present: true, value: isString ? (JSON.parse(node.text) as string) : undefined };
   } catch (error) {
-    if (error instanceof NotCanonical) return undefined;
+    if (error instanceof NotCanonical) return { present: false };
     throw error;
   }
 }

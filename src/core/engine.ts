@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { ClaimResult, StoredRecord, StoreTransaction, TransactionalStore } from '../stores/types.js';
-import { decodeUtf8, readJsonStringField } from './canonical-json.js';
 import { monotonicNow } from './clock.js';
 import { isIdempotencyError, type ProblemCode } from './errors.js';
 import { type ExecuteDecision, startExecution } from './execution.js';
 import { createFingerprint, fingerprintMatches, type VersionedSecret } from './fingerprint.js';
-import { parseIdempotencyKey } from './key.js';
+import { findKey } from './key-carriers.js';
 import {
   DEFAULTS,
   type IdempotencyOptions,
@@ -14,7 +13,7 @@ import {
   waitMsOf,
 } from './options.js';
 import { problemResponse } from './problem.js';
-import { type EngineRequest, headerValue, headerValues } from './request.js';
+import { type EngineRequest, headerValue } from './request.js';
 import { type EngineResponse, toReplay } from './response.js';
 import { hashCredential, scopeHash } from './scope.js';
 import { withTimeout } from './store-call.js';
@@ -43,8 +42,6 @@ export interface Idempotency {
 
 const BYPASS: Decision = Object.freeze({ kind: 'bypass' });
 const EMPTY = new Uint8Array(0);
-
-type KeyLookup = { status: 'absent' } | { status: 'invalid'; reason: string } | { status: 'ok'; key: string };
 
 /**
  * Creates the framework-neutral engine: key → scope → claim → execute → store → replay.
@@ -123,29 +120,10 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
     return { kind: 'reject', code, response };
   }
 
-  function findKey(request: EngineRequest): KeyLookup {
-    const values = headerValues(request.headers, options.keyHeader);
-    let carried: string | undefined;
-    if (values.length === 0 && options.keyQueryParam && request.query) {
-      carried = new URLSearchParams(request.query).get(options.keyQueryParam) ?? undefined;
-    }
-    if (values.length === 0 && carried === undefined && options.keyBodyField && request.body?.byteLength) {
-      const text = decodeUtf8(request.body);
-      carried = text === undefined ? undefined : readJsonStringField(text, options.keyBodyField);
-    }
-    if (values.length === 0 && carried === undefined) return { status: 'absent' };
-    // Other carriers hold the bare key itself, never an sf-string.
-    const parsed =
-      carried === undefined
-        ? parseIdempotencyKey(values, options.minKeyLength)
-        : parseIdempotencyKey([carried.includes('"') ? '\\' : carried], options.minKeyLength);
-    return parsed.ok ? { status: 'ok', key: parsed.key } : { status: 'invalid', reason: parsed.reason };
-  }
-
   async function begin(request: EngineRequest): Promise<Decision> {
     const method = request.method.toUpperCase();
     if (!options.methods.has(method)) return BYPASS;
-    const found = findKey(request);
+    const found = findKey(request, options);
     if (found.status === 'absent') {
       return options.required(request) ? reject('missing-key', 'send an Idempotency-Key header') : BYPASS;
     }
