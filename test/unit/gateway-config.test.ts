@@ -75,7 +75,9 @@ describe('gateway config: precedence', () => {
         IDEMKIT_SECRET: 's'.repeat(32),
         IDEMKIT_PRINCIPAL_HEADER: 'X-Api-Key',
         IDEMKIT_TENANT_HEADER: 'X-Tenant',
-        IDEMKIT_REQUIRE_PRINCIPAL: 'yes',
+        IDEMKIT_ALLOW_ANONYMOUS: 'yes',
+        IDEMKIT_KEY_BODY_FIELD: 'request_id',
+        IDEMKIT_KEY_QUERY_PARAM: 'ClientToken',
         IDEMKIT_MAX_BODY: '512kb',
         IDEMKIT_MAX_STORED: '0',
         IDEMKIT_STORE_TIMEOUT: '250ms',
@@ -97,7 +99,9 @@ describe('gateway config: precedence', () => {
         secret: 's'.repeat(32),
         principalHeader: 'x-api-key',
         tenantHeader: 'x-tenant',
-        requirePrincipal: true,
+        allowAnonymous: true,
+        keyBodyField: 'request_id',
+        keyQueryParam: 'ClientToken',
         maxBodyBytes: 524_288,
         maxStoredBytes: 0,
         storeTimeoutMs: 250,
@@ -111,8 +115,15 @@ describe('gateway config: precedence', () => {
     );
   });
 
-  it('takes --require-principal without a value as true', () => {
-    assert.equal(load({ upstream: UPSTREAM, requirePrincipal: true }).requirePrincipal, true);
+  it('takes --allow-anonymous without a value as true; the default refuses anonymous keyed requests', () => {
+    assert.equal(load({ upstream: UPSTREAM }).allowAnonymous, false);
+    assert.equal(load({ upstream: UPSTREAM, allowAnonymous: true }).allowAnonymous, true);
+  });
+
+  it('--upstream-dedupes (flag, IDEMKIT_UPSTREAM_DEDUPES or upstreamDedupes) defaults to false', () => {
+    assert.equal(load({ upstream: UPSTREAM }).upstreamDedupes, false);
+    assert.equal(load({ upstream: UPSTREAM, upstreamDedupes: true }).upstreamDedupes, true);
+    assert.equal(load({ upstream: UPSTREAM }, { IDEMKIT_UPSTREAM_DEDUPES: 'yes' }).upstreamDedupes, true);
   });
 
   it('reads routes from the file, methods upper-cased, and freezes the result', () => {
@@ -120,7 +131,7 @@ describe('gateway config: precedence', () => {
       'gw.json': {
         upstream: UPSTREAM,
         routes: [
-          { path: '/charges', methods: ['post'], leaseMs: 5_000, onUpstreamFailure: 'uncertain' },
+          { path: '/charges', methods: ['post'], leaseMs: 5_000, upstreamDedupes: true },
           { path: '/orders/*', required: false, waitMs: 2_000, principalHeader: 'X-Key' },
           { path: '/health', methods: [] },
         ],
@@ -130,7 +141,7 @@ describe('gateway config: precedence', () => {
     const config = load({ config: 'gw.json' }, {}, files);
 
     assert.deepEqual(config.routes, [
-      { path: '/charges', methods: ['POST'], leaseMs: 5_000, onUpstreamFailure: 'uncertain' },
+      { path: '/charges', methods: ['POST'], leaseMs: 5_000, upstreamDedupes: true },
       { path: '/orders/*', required: false, waitMs: 2_000, principalHeader: 'x-key' },
       { path: '/health', methods: [] },
     ]);
@@ -231,8 +242,8 @@ describe('gateway config: every mistake is a ConfigError that says what to fix',
       /^--principal-header: "X Key" is not a header name/,
     );
     fails(
-      () => load({ upstream: UPSTREAM }, { IDEMKIT_REQUIRE_PRINCIPAL: 'maybe' }),
-      /IDEMKIT_REQUIRE_PRINCIPAL: "maybe" is not true or false/,
+      () => load({ upstream: UPSTREAM }, { IDEMKIT_ALLOW_ANONYMOUS: 'maybe' }),
+      /IDEMKIT_ALLOW_ANONYMOUS: "maybe" is not true or false/,
     );
     fails(
       () => load({ upstream: UPSTREAM, forwardKey: 'hash' }),
@@ -300,12 +311,108 @@ describe('gateway config: every mistake is a ConfigError that says what to fix',
     fails(route({ path: '/a', leaseMs: '5s' }), /routes\[1\]\.leaseMs must be a number of milliseconds/);
     fails(route({ path: '/a', leaseMs: 0 }), /routes\[1\]\.leaseMs: must be a positive whole number/);
     fails(
-      route({ path: '/a', onUpstreamFailure: 'retry' }),
-      /onUpstreamFailure must be "release" or "uncertain"/,
+      route({ path: '/a', onUpstreamFailure: 'uncertain' }),
+      /routes\[1\]: "onUpstreamFailure" was replaced by "upstreamDedupes"/,
+    );
+    fails(
+      route({ path: '/a', upstreamDedupes: 'yes' }),
+      /routes\[1\]\.upstreamDedupes must be true or false/,
     );
     fails(
       route({ path: '/a', lease: 5 }),
       /routes\[1\]: unknown key "lease" \(did you mean "leaseMs"\?\); route keys: path, methods/,
+    );
+  });
+});
+
+describe('gateway config: the principal source', () => {
+  const secret = 'j'.repeat(32);
+
+  it('a cookie, or a JWT from a JWKS and/or IDEMKIT_JWT_SECRET with its checks; cookie names keep their case', () => {
+    const cookie = load({ upstream: UPSTREAM, principalCookie: 'SessionId' });
+    const jwt = load(
+      {
+        upstream: UPSTREAM,
+        jwtJwks: './keys.json',
+        jwtIssuer: 'https://auth.example',
+        jwtAudience: 'payments',
+      },
+      { IDEMKIT_JWT_SECRET: secret, IDEMKIT_JWT_HEADER: 'X-Id-Token' },
+    );
+    const fromFile = load(
+      { config: 'c' },
+      {},
+      { c: { upstream: UPSTREAM, jwtJwks: 'https://auth.example/jwks' } },
+    );
+
+    assert.equal(cookie.principalCookie, 'SessionId');
+    assert.equal(cookie.principalHeader, 'authorization', 'the default header stays, unused');
+    assert.deepEqual(
+      [jwt.jwtJwks, jwt.jwtSecret, jwt.jwtIssuer, jwt.jwtAudience, jwt.jwtHeader],
+      ['./keys.json', secret, 'https://auth.example', 'payments', 'x-id-token'],
+    );
+    assert.equal(fromFile.jwtJwks, 'https://auth.example/jwks');
+  });
+
+  it('two sources at once are an error naming both and how to keep one', () => {
+    fails(
+      () => load({ upstream: UPSTREAM, principalCookie: 'sid', jwtJwks: './keys.json' }),
+      /^--principal-cookie and --jwt-jwks each choose where the principal comes from; keep one/,
+    );
+    fails(
+      () => load({ upstream: UPSTREAM, principalHeader: 'x-api-key' }, { IDEMKIT_JWT_SECRET: secret }),
+      /^--principal-header and IDEMKIT_JWT_SECRET each choose/,
+    );
+    fails(
+      () =>
+        load(
+          { config: 'c' },
+          { IDEMKIT_PRINCIPAL_COOKIE: 'sid' },
+          { c: { upstream: UPSTREAM, principalHeader: 'x-key' } },
+        ),
+      /^"principalHeader" in the config file and IDEMKIT_PRINCIPAL_COOKIE each choose/,
+    );
+  });
+
+  it('JWT checks without JWT keys, a short JWT secret, bad names and a JWKS that is no file or http(s) URL', () => {
+    fails(
+      () => load({ upstream: UPSTREAM, jwtIssuer: 'https://a' }),
+      /^--jwt-issuer only applies to JWTs: .*--jwt-jwks/,
+    );
+    fails(
+      () => load({ upstream: UPSTREAM, jwtAudience: 'x', principalCookie: 'sid' }),
+      /^--jwt-audience only applies/,
+    );
+    fails(
+      () => load({ upstream: UPSTREAM }, { IDEMKIT_JWT_SECRET: 'short' }),
+      /^IDEMKIT_JWT_SECRET: the JWT secret is 5 characters; HS256 needs at least 32/,
+    );
+    fails(
+      () => load({ upstream: UPSTREAM, principalCookie: 'a b' }),
+      /^--principal-cookie: "a b" is not a cookie name/,
+    );
+    fails(() => load({ upstream: UPSTREAM, jwtJwks: 'ftp://x/jwks' }), /^--jwt-jwks: .*file path or an http/);
+    fails(
+      () => load({ upstream: UPSTREAM, jwtIssuer: ' ', jwtJwks: 'k.json' }),
+      /^--jwt-issuer: must not be empty/,
+    );
+  });
+
+  it('the old requirePrincipal key says what replaced it', () => {
+    fails(
+      () => load({ config: 'c' }, {}, { c: { upstream: UPSTREAM, requirePrincipal: true } }),
+      /unknown key "requirePrincipal" \(replaced by "allowAnonymous": keyed requests without a principal are refused unless allowAnonymous is true\); known keys:/,
+    );
+  });
+
+  it('key carriers: a top-level body field and a query parameter name', () => {
+    fails(
+      () => load({ upstream: UPSTREAM, keyBodyField: 'meta.id' }),
+      /^--key-body-field: "meta\.id" is not a top-level JSON field/,
+    );
+    fails(
+      () => load({ upstream: UPSTREAM, keyQueryParam: 'a=b' }),
+      /^--key-query-param: "a=b" is not a query parameter name/,
     );
   });
 });

@@ -58,7 +58,9 @@ export async function runWorkload(options: WorkloadOptions): Promise<void> {
       });
       const headers = {
         'content-type': 'application/json',
-        authorization: 'Bearer sk_demo_shop',
+        // Each customer authenticates as themself: the gateway scopes keys by caller (and
+        // refuses keyed requests from nobody), so one customer's key never meets another's.
+        authorization: `Bearer sk_demo_customer_${n}`,
         'idempotency-key': randomUUID(),
       };
       const result = await client.post(url, headers, body);
