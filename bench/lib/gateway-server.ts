@@ -47,6 +47,7 @@ async function main(): Promise<void> {
       ...GATEWAY_DEFAULTS,
       upstream: config.upstream,
       port: 0,
+      adminPort: 0,
       store: opened.url,
       retentionMs: BENCH_RETENTION_MS,
       replayHeaders: [],

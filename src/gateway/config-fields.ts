@@ -1,5 +1,6 @@
 import { parseDuration, parseSize } from '../cli/units.js';
 import { ConfigError } from './config-error.js';
+import { invalidProxyEntry } from './forwarded.js';
 import { parseStoreUrl } from './store-url-parse.js';
 import type { GatewayConfig } from './types.js';
 
@@ -21,6 +22,7 @@ export type Kind =
   | 'size'
   | 'size0'
   | 'headers'
+  | 'cidrs'
   | 'forwardKey'
   | 'logLevel'
   | 'cookieName'
@@ -42,6 +44,14 @@ export const FIELDS: readonly Field[] = [
   { key: 'upstream', flag: 'upstream', kind: 'upstream' },
   { key: 'host', flag: 'host', kind: 'host' },
   { key: 'port', flag: 'port', kind: 'port' },
+  { key: 'adminHost', flag: 'adminHost', kind: 'host' },
+  { key: 'adminPort', flag: 'adminPort', kind: 'port' },
+  { key: 'foldCase', flag: 'foldCase', kind: 'boolean' },
+  { key: 'foldTrailingSlash', flag: 'foldTrailingSlash', kind: 'boolean' },
+  { key: 'trustedProxies', flag: 'trustedProxies', kind: 'cidrs' },
+  { key: 'headerTimeoutMs', flag: 'headerTimeout', kind: 'duration' },
+  { key: 'requestTimeoutMs', flag: 'requestTimeout', kind: 'duration' },
+  { key: 'idleTimeoutMs', flag: 'idleTimeout', kind: 'duration' },
   { key: 'store', flag: 'store', kind: 'store' },
   // No --secret: a flag shows in `ps` and in shell history.
   { key: 'secret', kind: 'secret' },
@@ -119,6 +129,7 @@ export function fromText(field: Field, raw: string | boolean, source: string): V
     case 'size0':
       return check(field, parseSize(raw, source), source);
     case 'headers':
+    case 'cidrs':
       return check(
         field,
         raw
@@ -152,7 +163,7 @@ export function fromJson(field: Field, value: unknown, source: string): Value {
 function expectedJsonType(kind: Kind): 'string' | 'number' | 'boolean' | 'array' {
   if (kind === 'port' || kind.startsWith('duration') || kind.startsWith('size')) return 'number';
   if (kind === 'boolean') return 'boolean';
-  if (kind === 'headers') return 'array';
+  if (kind === 'headers' || kind === 'cidrs') return 'array';
   return 'string';
 }
 
@@ -186,6 +197,14 @@ export function check(field: Field, value: Value, source: string): Value {
       return (value as string).toLowerCase();
     case 'headers':
       return checkHeaderList(value as unknown[], fail);
+    case 'cidrs':
+      return (value as unknown[]).map((entry) => {
+        const why =
+          typeof entry === 'string'
+            ? invalidProxyEntry(entry.trim())
+            : `${JSON.stringify(entry)} is not text`;
+        return why === undefined ? (entry as string).trim() : fail(`${why}; use e.g. 10.0.0.0/8,127.0.0.1`);
+      });
     case 'duration':
     case 'size':
       if (!Number.isSafeInteger(value) || (value as number) < 1)

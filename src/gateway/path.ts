@@ -13,7 +13,14 @@ export interface PathOptions {
 }
 
 export type TargetResult =
-  | { ok: true; path: string; query: string }
+  | {
+      ok: true;
+      path: string;
+      /** The query as sent, without `?`. */
+      query: string;
+      /** What the upstream is sent: the path, and `?` with the query when the target had one. */
+      target: string;
+    }
   | { ok: false; reason: string };
 
 // RFC 3986 §2.3: these never need escaping, so `%63` and `c` are the same character (§6.2.2.2).
@@ -67,7 +74,7 @@ export function normalizeTarget(target: string, options: PathOptions): TargetRes
   }
   if (options.foldTrailingSlash && path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
   if (options.foldCase) path = foldCase(path);
-  return { ok: true, path, query };
+  return { ok: true, path, query, target: mark < 0 ? path : `${path}?${query}` };
 }
 
 /** Lowercases letters but not escapes: `%C3` stays upper case, as normalisation writes it. */
@@ -80,7 +87,7 @@ function foldCase(path: string): string {
  * `*` is kept for the matcher.
  */
 export function normalizePattern(pattern: string, options: PathOptions): string {
-  let out = pattern.replace(/%([0-9A-Fa-f]{2})/g, (escape, hex: string) => {
+  let out = pattern.replace(/%([0-9A-Fa-f]{2})/g, (_escape, hex: string) => {
     const decoded = String.fromCharCode(Number.parseInt(hex, 16));
     return UNRESERVED.test(decoded) ? decoded : `%${hex.toUpperCase()}`;
   });

@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { errors, Pool } from 'undici';
 import { IdempotencyError } from '../core/errors.js';
 import type { EngineResponse } from '../core/response.js';
+import { createTrustedProxies, setForwardingHeaders } from './forwarded.js';
 
 /**
  * Hop-by-hop fields (RFC 9110 §7.6.1): they describe one connection, so a proxy never forwards
@@ -22,15 +23,28 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 ]);
 
 export interface Upstream {
-  /** Forwards a covered request whose body is already read; buffers the response. */
-  forward(req: IncomingMessage, body: Uint8Array, key: string | undefined): Promise<EngineResponse>;
-  /** Streams an uncovered request through untouched, in both directions. */
-  streamThrough(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  /**
+   * Forwards a covered request whose body is already read; buffers the response. `target` is the
+   * normalised path and query (path.ts) the scope was built on: the upstream gets exactly that.
+   */
+  forward(
+    req: IncomingMessage,
+    target: string,
+    body: Uint8Array,
+    key: string | undefined,
+  ): Promise<EngineResponse>;
+  /** Streams an uncovered request through untouched, in both directions, to `target` (as above). */
+  streamThrough(req: IncomingMessage, res: ServerResponse, target: string): Promise<void>;
   close(): Promise<void>;
 }
 
-export function createUpstream(origin: string, timeoutMs: number): Upstream {
+export function createUpstream(
+  origin: string,
+  timeoutMs: number,
+  trustedProxies: readonly string[] = [],
+): Upstream {
   const url = new URL(origin);
+  const trusted = createTrustedProxies(trustedProxies);
   const basePath = url.pathname.replace(/\/$/, '');
   const pool = new Pool(url.origin, {
     connections: 256,
@@ -46,11 +60,7 @@ export function createUpstream(origin: string, timeoutMs: number): Upstream {
     key: string | null | undefined,
   ): Record<string, string | string[]> {
     const headers = filterHeaders(req.headers);
-    const client = req.socket.remoteAddress ?? '';
-    const prior = req.headers['x-forwarded-for'];
-    headers['x-forwarded-for'] = prior ? `${String(prior)}, ${client}` : client;
-    headers['x-forwarded-proto'] = 'encrypted' in req.socket ? 'https' : 'http';
-    if (req.headers.host) headers['x-forwarded-host'] = req.headers.host;
+    setForwardingHeaders(req, headers, trusted);
     // null leaves the client's header alone (uncovered requests); undefined strips it.
     if (key !== null) delete headers['idempotency-key'];
     if (key) headers['idempotency-key'] = key;
@@ -58,10 +68,10 @@ export function createUpstream(origin: string, timeoutMs: number): Upstream {
   }
 
   return {
-    async forward(req, body, key) {
+    async forward(req, target, body, key) {
       try {
         const response = await pool.request({
-          path: basePath + (req.url ?? '/'),
+          path: basePath + target,
           method: req.method as 'POST',
           headers: requestHeaders(req, key),
           body: body.byteLength > 0 ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : null,
@@ -73,10 +83,10 @@ export function createUpstream(origin: string, timeoutMs: number): Upstream {
       }
     },
 
-    async streamThrough(req, res) {
+    async streamThrough(req, res, target) {
       const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
       const response = await pool.request({
-        path: basePath + (req.url ?? '/'),
+        path: basePath + target,
         method: (req.method ?? 'GET') as 'GET',
         headers: requestHeaders(req, null),
         body: hasBody ? req : null,

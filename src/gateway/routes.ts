@@ -1,3 +1,4 @@
+import { normalizePattern } from './path.js';
 import type { GatewayConfig, GatewayRoute } from './types.js';
 
 /** A route with everything resolved against the top-level settings. */
@@ -21,7 +22,10 @@ function compile(pattern: string): RegExp {
   return new RegExp(`^${escaped}$`);
 }
 
-/** First match wins; a request that matches no route gets the top-level settings. */
+/**
+ * First match wins; a request that matches no route gets the top-level settings. `path` is the
+ * normalised path (`normalizeTarget`), never the raw request-target.
+ */
 export function createRouteMatcher(config: GatewayConfig): (method: string, path: string) => ResolvedRoute {
   const resolve = (route: Partial<GatewayRoute>): ResolvedRoute =>
     Object.freeze({
@@ -36,7 +40,8 @@ export function createRouteMatcher(config: GatewayConfig): (method: string, path
     });
   const fallback = resolve({});
   const compiled = config.routes.map((route) => ({
-    pattern: compile(route.path),
+    // Patterns are matched against normalised paths (path.ts), so they are normalised the same way.
+    pattern: compile(normalizePattern(route.path, config)),
     // A rule that names methods applies to those methods only; without, to any method.
     appliesTo: route.methods ? new Set(route.methods.map((m) => m.toUpperCase())) : undefined,
     route: resolve(route),

@@ -1,11 +1,13 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createIdempotency } from '../core/engine.js';
 import { isIdempotencyError } from '../core/errors.js';
 import { problemResponse } from '../core/problem.js';
 import { type EngineRequest, headerValue } from '../core/request.js';
 import { type EngineResponse, isNullBodyStatus } from '../core/response.js';
+import { type AdminEndpoints, type AdminListener, startAdminListener } from './admin.js';
+import { createGatewayServer, listen } from './listener.js';
 import { createGatewayMetrics } from './metrics.js';
+import { normalizeTarget } from './path.js';
 import { createPrincipalResolver, describePrincipal, refusingUnusableCredentials } from './principal.js';
 import { createUpstream, groupHeaders } from './proxy.js';
 import { coveredMethods, createRouteMatcher, type ResolvedRoute } from './routes.js';
@@ -36,7 +38,7 @@ export async function startGateway({
   const principal = await createPrincipalResolver(config);
   const metrics = createGatewayMetrics();
   const matchRoute = createRouteMatcher(config);
-  const upstream = createUpstream(config.upstream, config.upstreamTimeoutMs);
+  const upstream = createUpstream(config.upstream, config.upstreamTimeoutMs, config.trustedProxies);
   const engineWithoutRefusals = createIdempotency({
     ...(config.secret === undefined ? {} : { secret: config.secret }),
     methods: coveredMethods(config),
@@ -80,7 +82,7 @@ export async function startGateway({
 
   let inFlight = 0;
   let drained: (() => void) | undefined;
-  const server = createServer((req, res) => {
+  const server = createGatewayServer(config, (req, res) => {
     inFlight++;
     res.once('close', () => {
       inFlight--;
@@ -95,24 +97,26 @@ export async function startGateway({
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = (req.method ?? 'GET').toUpperCase();
-    const url = new URL(req.url ?? '/', 'http://gateway');
-    if (url.pathname.startsWith('/_idemkit/')) return admin(url.pathname, res);
-    const route = matchRoute(method, url.pathname);
-    if (!route.methods.has(method)) return upstream.streamThrough(req, res);
+    // One path for the route rules, the scope and the upstream (path.ts); ambiguous ones are refused.
+    const normalised = normalizeTarget(req.url ?? '', config);
+    if (!normalised.ok) return send(res, problemResponse('invalid-path', normalised.reason), true);
+    const { path, query, target } = normalised;
+    const route = matchRoute(method, path);
+    if (!route.methods.has(method)) return upstream.streamThrough(req, res, target);
 
     const body = await readLimited(req, config.maxBodyBytes);
     if (body === undefined) return send(res, problemResponse('payload-too-large'), true);
     const decision = await engine.begin({
       method,
-      path: url.pathname,
-      query: url.search.slice(1),
+      path,
+      query,
       headers: req.headersDistinct,
       body,
       native: { req, route } satisfies Native,
     });
     switch (decision.kind) {
       case 'bypass':
-        return send(res, await upstream.forward(req, body, undefined));
+        return send(res, await upstream.forward(req, target, body, undefined));
       case 'reject':
       case 'replay':
         return send(res, decision.response);
@@ -127,7 +131,7 @@ export async function startGateway({
               : undefined;
         let upstreamResponse: EngineResponse;
         try {
-          upstreamResponse = await upstream.forward(req, body, key);
+          upstreamResponse = await upstream.forward(req, target, body, key);
         } catch (error) {
           logger.warn(
             { key: decision.key, error: isIdempotencyError(error) ? error.code : 'error' },
@@ -140,20 +144,16 @@ export async function startGateway({
     }
   }
 
-  async function admin(path: string, res: ServerResponse): Promise<void> {
-    if (path === '/_idemkit/metrics') {
-      res.writeHead(200, { 'content-type': metrics.registry.contentType });
-      res.end(await metrics.registry.metrics());
-      return;
-    }
-    if (path === '/_idemkit/health') {
-      const healthy = await storeHealthy();
-      res.writeHead(healthy ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(JSON.stringify({ status: healthy ? 'ok' : 'store-unavailable', store: store.name }));
-      return;
-    }
-    send(res, { status: 404, headers: [['content-type', 'text/plain']], body: Buffer.from('not found') });
-  }
+  const adminEndpoints: AdminEndpoints = {
+    metrics: async () => ({
+      contentType: metrics.registry.contentType,
+      body: await metrics.registry.metrics(),
+    }),
+    async health() {
+      const ok = await storeHealthy();
+      return { ok, body: { status: ok ? 'ok' : 'store-unavailable', store: store.name } };
+    },
+  };
 
   async function storeHealthy(): Promise<boolean> {
     const probe = store.check ? store.check() : store.get('0'.repeat(64));
@@ -166,14 +166,24 @@ export async function startGateway({
     );
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  const url = await listen(server, config.port, config.host);
+  let adminListener: AdminListener;
+  try {
+    adminListener = await startAdminListener(config.adminHost, config.adminPort, adminEndpoints);
+  } catch (error) {
+    await new Promise((resolve) => server.close(resolve));
+    await upstream.close();
+    throw error;
+  }
+  const adminUrl = adminListener.url;
   logger.info(
-    { url, upstream: config.upstream, store: store.name, principal: describePrincipal(principal, config) },
+    {
+      url,
+      adminUrl,
+      upstream: config.upstream,
+      store: store.name,
+      principal: describePrincipal(principal, config),
+    },
     'idemkit gateway listening',
   );
   if (config.allowAnonymous) {
@@ -185,6 +195,7 @@ export async function startGateway({
 
   return {
     url,
+    adminUrl,
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
@@ -198,6 +209,7 @@ export async function startGateway({
       }
       server.closeAllConnections();
       await closed;
+      await adminListener.close();
       await engine.close();
       await upstream.close();
     },

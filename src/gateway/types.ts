@@ -29,6 +29,22 @@ export interface GatewayConfig {
   upstream: string;
   host: string;
   port: number;
+  /** Address of the admin listener (health, metrics); loopback unless an operator opens it. */
+  adminHost: string;
+  /** Port of the admin listener; 0 picks a free one. */
+  adminPort: number;
+  /** Lowercase request paths (rules, scope, forwarded path): for case-insensitive upstreams. */
+  foldCase: boolean;
+  /** Drop one trailing slash (`/charges/` → `/charges`): for upstreams that ignore it. */
+  foldTrailingSlash: boolean;
+  /** Peers (IPs, CIDRs) whose Forwarded / X-Forwarded-* / X-Real-IP headers are kept; [] trusts none. */
+  trustedProxies: string[];
+  /** A client must send its request headers within this. */
+  headerTimeoutMs: number;
+  /** A client must send its whole request (headers and body) within this. */
+  requestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  idleTimeoutMs: number;
   /** Store URL: `sqlite:./path.db`, `memory:`, `postgres://…`, `redis://…`, `redis-cluster://h:p,h:p`. */
   store: string;
   /** Fingerprint secret; required for PostgreSQL and Redis, generated and kept for SQLite. */
@@ -72,6 +88,16 @@ export interface GatewayConfig {
 export const GATEWAY_DEFAULTS = Object.freeze({
   host: '127.0.0.1',
   port: 8787,
+  adminHost: '127.0.0.1',
+  adminPort: 8788,
+  foldCase: false,
+  foldTrailingSlash: false,
+  trustedProxies: [] as string[],
+  headerTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  // Longer than the 60 s idle timeout of common load balancers, so the gateway is not the side
+  // that closes a connection the balancer is about to reuse.
+  idleTimeoutMs: 65_000,
   store: 'sqlite:./.idemkit/idemkit.db',
   principalHeader: 'authorization',
   allowAnonymous: false,
@@ -109,6 +135,8 @@ export interface StartGatewayOptions {
 export interface RunningGateway {
   /** `http://host:port` */
   url: string;
+  /** `http://adminHost:adminPort`: `/_idemkit/health` and `/_idemkit/metrics`. */
+  adminUrl: string;
   /** Stops accepting, drains in-flight requests up to `drainMs`, then closes the upstream pool. */
   close(): Promise<void>;
 }

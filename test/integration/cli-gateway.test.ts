@@ -57,7 +57,19 @@ const post = (url: string, path: string) =>
 describe('idemkit gateway (child process)', () => {
   it('serves, replays, reports health, and on SIGTERM drains the in-flight request, then exits 0', async () => {
     const gateway = startCli(
-      ['gateway', '--upstream', upstreamUrl, '--port', '0', '--store', store, '--lease', '5s'],
+      [
+        'gateway',
+        '--upstream',
+        upstreamUrl,
+        '--port',
+        '0',
+        '--admin-port',
+        '0',
+        '--store',
+        store,
+        '--lease',
+        '5s',
+      ],
       {
         IDEMKIT_DRAIN: '5s',
       },
@@ -70,7 +82,7 @@ describe('idemkit gateway (child process)', () => {
       const firstBody = await first.text();
       const retry = await post(url, '/charges');
       const retryBody = await retry.text();
-      const health = await fetch(`${url}/_idemkit/health`);
+      const health = await fetch(`${listening.adminUrl as string}/_idemkit/health`);
       const slow = post(url, '/slow');
       await new Promise((r) => setTimeout(r, 150)); // the slow request is at the upstream now
       gateway.child.kill('SIGTERM');
@@ -103,6 +115,8 @@ describe('idemkit gateway (child process)', () => {
       upstreamUrl,
       '--port',
       String((upstream.address() as AddressInfo).port),
+      '--admin-port',
+      '0',
       '--store',
       'memory:',
     ]);
@@ -124,10 +138,13 @@ describe('idemkit gateway on the shared stores', () => {
     it(`${name}: IDEMKIT_SECRET reaches the engine; a retry replays; SIGTERM exits 0`, async () => {
       if (name === 'postgres') assert.equal((await runCli(['migrate', '--store', url()])).code, 0);
       // A short retention: the shared Redis keeps no test records for a day.
-      const gateway = startCli(['gateway', '--upstream', upstreamUrl, '--port', '0', '--retention', '1m'], {
-        IDEMKIT_STORE: url(),
-        IDEMKIT_SECRET: randomBytes(32).toString('base64url'),
-      });
+      const gateway = startCli(
+        ['gateway', '--upstream', upstreamUrl, '--port', '0', '--admin-port', '0', '--retention', '1m'],
+        {
+          IDEMKIT_STORE: url(),
+          IDEMKIT_SECRET: randomBytes(32).toString('base64url'),
+        },
+      );
       try {
         const { url: base } = await gateway.waitForLog('idemkit gateway listening');
         const path = `/charges/${randomBytes(6).toString('hex')}`;

@@ -1,58 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { request } from 'node:http';
 import { describe, it } from 'node:test';
-import { startGateway } from '../../src/gateway/server.js';
-import { GATEWAY_DEFAULTS, type GatewayConfig } from '../../src/gateway/types.js';
 import { memoryStore } from '../../src/index.js';
 import { faultyStore } from '../support/engine-helpers.js';
-
-/** An upstream that records what it received and answers as the test says. */
-async function recordingUpstream(
-  answer: (path: string) => { status: number; headers?: Record<string, string>; delayMs?: number },
-) {
-  const seen: { method: string; path: string; headers: IncomingHttpHeaders; body: string }[] = [];
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      seen.push({
-        method: req.method ?? '',
-        path: req.url ?? '',
-        headers: req.headers,
-        body: Buffer.concat(chunks).toString(),
-      });
-      const a = answer(req.url ?? '');
-      setTimeout(
-        () => res.writeHead(a.status, { 'content-type': 'text/plain', ...a.headers }).end(`n=${seen.length}`),
-        a.delayMs ?? 0,
-      );
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    seen,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
-}
-
-async function gatewayFor(
-  upstream: string,
-  config: Partial<GatewayConfig> = {},
-  store = memoryStore({ onWarning() {} }),
-) {
-  return startGateway({
-    config: { ...GATEWAY_DEFAULTS, upstream, port: 0, replayHeaders: [], routes: [], ...config },
-    store,
-    engine: { onWarning() {} },
-  });
-}
+import { gatewayFor, recordingUpstream } from '../support/gateway-upstream.js';
 
 const post = (url: string, path: string, key: string | undefined, headers: Record<string, string> = {}) =>
   fetch(`${url}${path}`, {
@@ -78,6 +30,7 @@ describe('gateway behaviour', () => {
         const req = request(`${gateway.url}/charges`, {
           method: 'POST',
           headers: {
+            authorization: 'Bearer u',
             'idempotency-key': key,
             connection: 'keep-alive, x-hop',
             'x-hop': 'drop me',
@@ -94,7 +47,8 @@ describe('gateway behaviour', () => {
       assert.match(String(received.headers['idempotency-key']), /^idemkit-/);
       assert.notEqual(received.headers['idempotency-key'], key);
       assert.equal(received.headers['x-hop'], undefined, 'headers named by Connection are hop-by-hop');
-      assert.equal(received.headers['x-forwarded-for'], '10.9.9.9, 127.0.0.1');
+      // The client is no trusted proxy (none are by default): its X-Forwarded-For is replaced.
+      assert.equal(received.headers['x-forwarded-for'], '127.0.0.1');
       assert.equal(received.headers['x-forwarded-proto'], 'http');
       assert.match(String(received.headers['x-forwarded-host']), /^127\.0\.0\.1:/);
     } finally {
@@ -182,20 +136,7 @@ describe('gateway behaviour', () => {
     }
   });
 
-  it('onUpstreamFailure: uncertain holds the key after an upstream failure (409 outcome-uncertain)', async () => {
-    const gateway = await gatewayFor('http://127.0.0.1:9', {
-      routes: [{ path: '/charges', onUpstreamFailure: 'uncertain' }],
-    });
-    try {
-      const key = randomUUID();
-      assert.equal((await post(gateway.url, '/charges', key)).status, 502);
-      const retry = await post(gateway.url, '/charges', key);
-      assert.equal(retry.status, 409);
-      assert.equal(((await retry.json()) as { type: string }).type, 'urn:idemkit:problem:outcome-uncertain');
-    } finally {
-      await gateway.close();
-    }
-  });
+  // Which upstream failures hold the key and which release it: gateway-upstream-outcomes.test.ts.
 
   it('health says 503 while the store fails and recovers; keyed requests fail closed, uncovered ones pass', async () => {
     const upstream = await recordingUpstream(() => ({ status: 200 }));
@@ -208,14 +149,14 @@ describe('gateway behaviour', () => {
     try {
       faulty.fail('get');
       faulty.fail('claim');
-      assert.equal((await fetch(`${gateway.url}/_idemkit/health`)).status, 503);
+      assert.equal((await fetch(`${gateway.adminUrl}/_idemkit/health`)).status, 503);
       const keyed = await post(gateway.url, '/charges', randomUUID());
       assert.equal(keyed.status, 503);
       assert.ok(Number(keyed.headers.get('retry-after')) >= 1);
       assert.equal((await fetch(`${gateway.url}/status`)).status, 200, 'GET streams through');
       assert.equal(upstream.seen.length, 1, 'the keyed request never reached the upstream');
       faulty.heal();
-      assert.equal((await fetch(`${gateway.url}/_idemkit/health`)).status, 200);
+      assert.equal((await fetch(`${gateway.adminUrl}/_idemkit/health`)).status, 200);
       assert.equal((await post(gateway.url, '/charges', randomUUID())).status, 200);
     } finally {
       await gateway.close();
@@ -231,7 +172,7 @@ describe('gateway behaviour', () => {
       await post(gateway.url, '/charges', key);
       await post(gateway.url, '/charges', key);
       await post(gateway.url, '/charges', undefined);
-      const text = await (await fetch(`${gateway.url}/_idemkit/metrics`)).text();
+      const text = await (await fetch(`${gateway.adminUrl}/_idemkit/metrics`)).text();
 
       assert.match(text, /^idemkit_executions_total 1$/m);
       assert.match(text, /^idemkit_replays_total 1$/m);

@@ -1,6 +1,6 @@
 /**
  * A gateway in its own process, for tests that kill -9 it or run two of them on one store.
- * Reads its settings from IDEMKIT_TEST_GATEWAY (JSON) and prints `READY <url>` when listening.
+ * Reads its settings from IDEMKIT_TEST_GATEWAY (JSON) and prints `READY <url> <adminUrl>` when listening.
  */
 import { startGateway } from '../../src/gateway/server.js';
 import { GATEWAY_DEFAULTS, type GatewayConfig } from '../../src/gateway/types.js';
@@ -15,11 +15,11 @@ const store = settings.sqlitePath
   ? sqliteStore({ path: settings.sqlitePath })
   : memoryStore({ onWarning() {} });
 const gateway = await startGateway({
-  config: { ...GATEWAY_DEFAULTS, replayHeaders: [], routes: [], ...settings, port: 0 },
+  config: { ...GATEWAY_DEFAULTS, replayHeaders: [], routes: [], ...settings, port: 0, adminPort: 0 },
   store,
   engine: { onWarning() {} },
 });
-process.stdout.write(`READY ${gateway.url}\n`);
+process.stdout.write(`READY ${gateway.url} ${gateway.adminUrl}\n`);
 process.on('SIGTERM', async () => {
   await gateway.close();
   await store.close();

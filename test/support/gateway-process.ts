@@ -7,6 +7,8 @@ const CHILD = fileURLToPath(new URL('./gateway-child.ts', import.meta.url));
 
 export interface GatewayProcess {
   url: string;
+  /** The admin listener: `/_idemkit/health`, `/_idemkit/metrics`. */
+  adminUrl: string;
   child: ChildProcess;
   /** SIGKILL, as a crash would: no drain, no store close. */
   kill9(): Promise<void>;
@@ -22,18 +24,20 @@ export async function spawnGateway(
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const url = await new Promise<string>((resolve, reject) => {
+  const [url, adminUrl] = await new Promise<[string, string]>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('gateway child did not start within 20 s')), 20_000);
     child.once('exit', (code) => reject(new Error(`gateway child exited with ${code}`)));
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
       if (line.startsWith('READY ')) {
         clearTimeout(timer);
-        resolve(line.slice(6));
+        const [main = '', admin = ''] = line.slice(6).split(' ');
+        resolve([main, admin]);
       }
     });
   });
   return {
     url,
+    adminUrl,
     child,
     async kill9() {
       child.kill('SIGKILL');

@@ -12,6 +12,7 @@ export function gatewayStart(secret?: string): HttpContractOptions['start'] {
         ...GATEWAY_DEFAULTS,
         upstream: upstream.url,
         port: 0,
+        adminPort: 0,
         replayHeaders: [],
         routes: [],
         ...(secret === undefined ? {} : { secret }),

@@ -87,6 +87,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         ...GATEWAY_DEFAULTS,
         upstream: api.url,
         port: 0,
+        // The demo needs no admin endpoints; a free port keeps it off a real gateway's 8788.
+        adminPort: 0,
         store: `sqlite:${dbPath}`,
         replayHeaders: [],
         routes: [],
