@@ -310,6 +310,19 @@ describe('gateway attacks: forwarding headers', () => {
       await upstream.close();
     }
   });
+  it('an IPv6 peer is written quoted and bracketed in Forwarded', async () => {
+    const upstream = await recordingUpstream(() => ({ status: 200 }));
+    const gateway = await gatewayFor(upstream.url, { host: '::1' });
+    try {
+      await request(gateway.url);
+      const headers = upstream.seen[0]?.headers ?? {};
+      assert.equal(headers['x-forwarded-for'], '::1');
+      assert.match(String(headers.forwarded), /^for="\[::1\]";proto=http;host=/);
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
 });
 
 describe('gateway attacks: slow clients', () => {
