@@ -89,6 +89,12 @@ export async function startGateway({
       if (inFlight === 0) drained?.();
     });
     handle(req, res).catch((error: unknown) => {
+      // A request cut off mid-body (timeout, broken framing, client gone) is no gateway failure;
+      // the listener has answered it already.
+      if (req.destroyed && !req.complete) {
+        logger.debug({ error: error instanceof Error ? error.message : String(error) }, 'request cut off');
+        return;
+      }
       logger.error({ error: error instanceof Error ? error.message : String(error) }, 'request failed');
       if (!res.headersSent) send(res, problemResponse('upstream-unavailable'));
       else res.destroy();
