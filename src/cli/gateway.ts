@@ -77,11 +77,14 @@ Example:
 async function runGateway(flags: Record<string, string | boolean>): Promise<void> {
   const config = loadGatewayConfig({ flags, env: process.env });
   // Loaded here, not at the top: `--help` and usage errors should not pay for the server's modules.
-  const [{ pino }, { startGateway }, { openStore }] = await Promise.all([
+  const [{ pino }, { startGateway }, { openStore }, { createPrincipalResolver }] = await Promise.all([
     import('pino'),
     import('../gateway/server.js'),
     import('../gateway/store-url.js'),
+    import('../gateway/principal.js'),
   ]);
+  // A JWKS file that is missing or holds no usable key is a usage error: say so before the store opens.
+  await createPrincipalResolver(config);
   const logger = pino({
     level: config.logLevel,
     base: { pid: process.pid },

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -105,6 +105,56 @@ describe('idemkit gateway (child process)', () => {
       assert.ok(!JSON.stringify(gateway.logs).includes(KEY), 'logs carry hashed keys only');
     } finally {
       gateway.child.kill('SIGKILL');
+    }
+  });
+
+  it('the listening log says where the principal comes from, and loudly when anonymous keyed requests are allowed', async () => {
+    const jwks = join(dir, 'jwks.json');
+    writeFileSync(jwks, JSON.stringify({ keys: [{ kty: 'OKP', crv: 'Ed25519', x: 'A'.repeat(43) }] }));
+    const base = [
+      'gateway',
+      '--upstream',
+      upstreamUrl,
+      '--port',
+      '0',
+      '--admin-port',
+      '0',
+      '--store',
+      'memory:',
+    ];
+    const runs = {
+      'header authorization': startCli(base),
+      'cookie sid; ANONYMOUS keyed requests allowed (shared scope)': startCli([
+        ...base,
+        '--principal-cookie',
+        'sid',
+        '--allow-anonymous',
+      ]),
+      [`jwt sub (jwks file ${jwks}, iss https://auth.example; from authorization)`]: startCli([
+        ...base,
+        '--jwt-jwks',
+        jwks,
+        '--jwt-issuer',
+        'https://auth.example',
+      ]),
+    };
+    try {
+      for (const [principal, gateway] of Object.entries(runs)) {
+        const listening = await gateway.waitForLog('idemkit gateway listening');
+        assert.equal(listening.principal, principal);
+        const warned = gateway.logs.some((l) => String(l.msg).startsWith('ANONYMOUS keyed requests allowed'));
+        assert.equal(warned, principal.includes('ANONYMOUS'));
+      }
+      const anonymous = runs['cookie sid; ANONYMOUS keyed requests allowed (shared scope)'];
+      const { url } = await anonymous.waitForLog('idemkit gateway listening');
+      const response = await fetch(`${url as string}/charges`, {
+        method: 'POST',
+        headers: { 'idempotency-key': 'k-anon', 'content-type': 'application/json' },
+        body: '{}',
+      });
+      assert.equal(response.status, 201, 'no cookie: runs in the shared anonymous scope');
+    } finally {
+      for (const gateway of Object.values(runs)) gateway.child.kill('SIGKILL');
     }
   });
 

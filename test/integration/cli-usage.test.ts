@@ -52,6 +52,11 @@ describe('idemkit --help', () => {
         /--lease <duration>/,
         /IDEMKIT_MAX_BODY/,
         /IDEMKIT_SECRET/,
+        /--principal-cookie <name>/,
+        /--jwt-jwks <file\|url>/,
+        /--allow-anonymous/,
+        /--key-body-field <field>/,
+        /IDEMKIT_JWT_SECRET/,
       ],
       inspect: [/--principal-hash <hash>/, /--store-key <hash>/, /--body/, /Example:/],
       purge: [/--expired/, /--key <key>/, /Examples:/],
@@ -130,6 +135,38 @@ describe('usage errors exit with 2 and say what to do', { concurrency: 4 }, () =
 
     await usageError(['gateway', '--config', file], /routes\[0\]\.path: "charges" must start with \//);
   });
+
+  it('two principal sources at once', () =>
+    usageError(
+      ['gateway', '--upstream', 'http://127.0.0.1:1', '--principal-cookie', 'sid'],
+      /--principal-cookie and IDEMKIT_JWT_SECRET each choose where the principal comes from; keep one/,
+      { IDEMKIT_JWT_SECRET: 'j'.repeat(32) },
+    ));
+
+  it('the removed --require-principal, and a JWT secret on the command line', async () => {
+    await usageError(
+      ['gateway', '--upstream', 'http://127.0.0.1:1', '--require-principal'],
+      /unknown option '--require-principal'/,
+    );
+    await usageError(
+      ['gateway', '--upstream', 'http://127.0.0.1:1', '--jwt-secret', 'x'],
+      /unknown option '--jwt-secret'/,
+    );
+  });
+
+  it('a JWKS file that does not exist stops the gateway before it listens', () =>
+    usageError(
+      [
+        'gateway',
+        '--upstream',
+        'http://127.0.0.1:1',
+        '--store',
+        'memory:',
+        '--jwt-jwks',
+        join(dir, 'no-keys.json'),
+      ],
+      /--jwt-jwks: cannot read the JWKS file .*no-keys\.json \(no such file\); check the path/,
+    ));
 
   it('a shared store without IDEMKIT_SECRET', () =>
     usageError(
