@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { ClaimResult, StoredRecord, StoreTransaction, TransactionalStore } from '../stores/types.js';
 import { monotonicNow } from './clock.js';
 import { isIdempotencyError, type ProblemCode } from './errors.js';
@@ -202,6 +202,7 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
       token,
       leaseMs: c.leaseMs,
       retentionMs: c.retentionMs,
+      partition: partitionOf(c.slot),
     };
     return withTimeout(
       'claim',
@@ -227,6 +228,14 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
         try {
           result = await claim(c, token);
         } catch (error) {
+          // The store holds this caller's share of records: a per-caller refusal, not a store
+          // failure, so neither a store-error nor a reason to fail open.
+          if (isIdempotencyError(error) && error.code === 'capacity') {
+            return reject(
+              'capacity',
+              'this caller holds too many idempotency records; retry once some expire',
+            );
+          }
           emit({ type: 'store-error', key: c.key, operation: 'claim', error });
           if (options.failOpen) {
             emit({ type: 'fail-open', key: c.key });
@@ -375,4 +384,12 @@ function warnIfAnonymous(options: ResolvedOptions): void {
   options.onWarning(
     'idemkit: requirePrincipal is false: keyed requests without a principal share one anonymous scope, where equal keys from different callers meet; each one emits an `anonymous` event',
   );
+}
+
+/**
+ * The store partition of a caller: a short hash of tenant + principal (the in-flight slot), so
+ * a store can cap one caller's records without ever seeing who the caller is.
+ */
+function partitionOf(slot: string): string {
+  return createHash('sha256').update(`partition:${slot}`).digest('base64url').slice(0, 16);
 }

@@ -124,6 +124,19 @@ export class StoreUnavailableError extends IdempotencyError {
   }
 }
 
+/**
+ * A store refused a new record because this caller's partition (tenant + principal) already
+ * holds its share. The engine answers 429 `capacity` to that caller only; everyone else keeps
+ * working. Only the memory store caps partitions (`maxEntriesPerPrincipal`).
+ */
+export class CapacityError extends IdempotencyError {
+  override readonly name = 'CapacityError';
+
+  constructor(message: string, options?: ErrorOptions) {
+    super('capacity', message, options);
+  }
+}
+
 /** A store's startup check found an unsafe configuration (eviction policy, missing schema). */
 export class StoreMisconfiguredError extends IdempotencyError {
   override readonly name = 'StoreMisconfiguredError';

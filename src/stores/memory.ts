@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { systemClock } from '../core/clock.js';
-import { IdempotencyConfigError, StoreUnavailableError } from '../core/errors.js';
+import { CapacityError, IdempotencyConfigError, StoreUnavailableError } from '../core/errors.js';
 import {
   type ClaimRequest,
   type ClaimResult,
@@ -12,6 +12,7 @@ import {
   RecordState,
   type ReleaseRequest,
   type StoredRecord,
+  type StoredResponse,
 } from './types.js';
 
 export interface MemoryStoreOptions {
@@ -21,17 +22,68 @@ export interface MemoryStoreOptions {
    * @default 100_000
    */
   maxEntries?: number;
+  /**
+   * Bytes kept at most: stored bodies and headers, plus {@link MEMORY_RECORD_OVERHEAD_BYTES} and
+   * the key and fingerprint per record. A completion that would pass the cap is kept without its
+   * body (the caller got it whole; a replay answers 409 `result-unavailable`, as for a body above
+   * `maxStoredBytes`) and counted in `stats()`. New claims are refused (503) only while the
+   * records alone fill it. Expired records free their bytes.
+   * @default 67_108_864 (64 MiB)
+   */
+  maxBytes?: number;
+  /**
+   * Live records one partition (tenant + principal, see `ClaimRequest.partition`) may hold; a
+   * claim for one more is refused with `CapacityError` (429 `capacity` for that caller only).
+   * The partition also gets the same fraction of `maxBytes` for bodies. Set it to `maxEntries`
+   * to turn the share off.
+   * @default a tenth of maxEntries (10_000)
+   */
+  maxEntriesPerPrincipal?: number;
   /** Store time source. @default Date.now */
   clock?: Clock;
   /**
-   * Called once with a warning that this store is single-process.
+   * Called once with a warning that this store is single-process, and once more the first time
+   * a result is kept without its body because of `maxBytes`.
    * @default process.emitWarning
    */
   onWarning?: (message: string) => void;
 }
 
+/** What the store holds right now, for metrics and tests. */
+export interface MemoryStoreStats {
+  /** Records held, expired ones not yet swept included. */
+  records: number;
+  /** Bytes counted against `maxBytes`. */
+  bytes: number;
+  /** Partitions that hold at least one record. */
+  partitions: number;
+  /** Completions kept without their body because of `maxBytes` (a total since creation). */
+  bodiesOmittedAtCapacity: number;
+}
+
+export interface MemoryStore extends IdempotencyStore {
+  stats(): MemoryStoreStats;
+}
+
+/**
+ * What one record costs besides its key, fingerprint, partition and response: the object, the
+ * Map and Set entries, the owner token. An estimate, so the cap tracks real memory roughly.
+ */
+export const MEMORY_RECORD_OVERHEAD_BYTES = 256;
+
+export const MEMORY_DEFAULT_MAX_BYTES = 64 * 1_048_576;
+
 interface MemoryRecord extends StoredRecord {
   token: string | null;
+  partition: string | undefined;
+  /** What this record counts against the caps, fixed whenever it is written. */
+  bytes: number;
+}
+
+interface Partition {
+  /** Its keys, oldest write first (the order the store's Map keeps), for a targeted sweep. */
+  keys: Set<string>;
+  bytes: number;
 }
 
 /** How many of the oldest records each new claim inspects, so expired ones go without a timer. */
@@ -44,35 +96,147 @@ const FULL_SWEEP_PER_CLAIM = 64;
 
 /**
  * An in-process store: a `Map`, with check-and-set and no `await` in between. Only for one
- * process: two processes with memory stores do not see each other's claims.
+ * process: two processes with memory stores do not see each other's claims. Bounded in records
+ * (`maxEntries`), bytes (`maxBytes`) and records per caller (`maxEntriesPerPrincipal`).
  * @example
  * const idem = createIdempotency({ store: memoryStore() })
  */
-export function memoryStore(options: MemoryStoreOptions = {}): IdempotencyStore {
-  const maxEntries = options.maxEntries ?? 100_000;
-  if (!Number.isInteger(maxEntries) || maxEntries < 1) {
-    throw new IdempotencyConfigError(`memoryStore: maxEntries must be a positive integer, got ${maxEntries}`);
-  }
+export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
+  const maxEntries = positive('maxEntries', options.maxEntries ?? 100_000);
+  const maxBytes = positive('maxBytes', options.maxBytes ?? MEMORY_DEFAULT_MAX_BYTES);
+  const maxPerPartition = positive(
+    'maxEntriesPerPrincipal',
+    options.maxEntriesPerPrincipal ?? Math.max(1, Math.floor(maxEntries / 10)),
+  );
+  // A partition's share of the bytes is its share of the records.
+  const maxBytesPerPartition = Math.floor(maxBytes * Math.min(1, maxPerPartition / maxEntries));
   const now = options.clock ?? systemClock;
+  const warn = options.onWarning ?? ((m: string) => process.emitWarning(m, 'IdemkitWarning'));
   const records = new Map<string, MemoryRecord>();
+  const partitions = new Map<string, Partition>();
+  let usedBytes = 0;
+  let bodiesOmitted = 0;
   const secret = randomBytes(32).toString('base64url');
-  (options.onWarning ?? ((m: string) => process.emitWarning(m, 'IdemkitWarning')))(
+  warn(
     'idemkit memoryStore keeps records in this process only: run one process, or use the SQLite, PostgreSQL or Redis store',
   );
 
+  // Every write goes through add/remove, so records, bytes and partitions are counted exactly.
   // Map order is insertion order; writes that end a lease re-insert the record, so the oldest
   // entries are roughly the ones that expire first.
-  function reinsert(record: MemoryRecord): void {
-    records.delete(record.key);
+  function add(record: MemoryRecord): void {
+    record.bytes = sizeOf(record);
     records.set(record.key, record);
+    usedBytes += record.bytes;
+    if (record.partition === undefined) return;
+    let partition = partitions.get(record.partition);
+    if (!partition) {
+      partition = { keys: new Set(), bytes: 0 };
+      partitions.set(record.partition, partition);
+    }
+    partition.keys.add(record.key);
+    partition.bytes += record.bytes;
+  }
+
+  function remove(record: MemoryRecord): void {
+    if (records.get(record.key) !== record) return;
+    records.delete(record.key);
+    usedBytes -= record.bytes;
+    if (record.partition === undefined) return;
+    const partition = partitions.get(record.partition) as Partition;
+    partition.keys.delete(record.key);
+    partition.bytes -= record.bytes;
+    if (partition.keys.size === 0) partitions.delete(record.partition);
+  }
+
+  /** Applies a write that changes the record's state, size or position in the sweep order. */
+  function rewrite(record: MemoryRecord, changes: Partial<MemoryRecord>): void {
+    remove(record);
+    Object.assign(record, changes);
+    add(record);
   }
 
   function sweepOldest(count: number, at: number): void {
     let seen = 0;
     for (const record of records.values()) {
       if (seen++ >= count) return;
-      if (record.expiresAt <= at) records.delete(record.key);
+      if (record.expiresAt <= at) remove(record);
     }
+  }
+
+  function sweepPartition(name: string, count: number, at: number): void {
+    const keys = partitions.get(name)?.keys;
+    if (!keys) return;
+    let seen = 0;
+    for (const key of keys) {
+      if (seen++ >= count) return;
+      const record = records.get(key) as MemoryRecord;
+      if (record.expiresAt <= at) remove(record);
+    }
+  }
+
+  function recordsOf(name: string): number {
+    return partitions.get(name)?.keys.size ?? 0;
+  }
+
+  /**
+   * Throws when `record` may not be added. Replacing a takeable record of the same partition
+   * adds nothing, so only new records meet the caps; expired records are swept (bounded) first.
+   */
+  function admit(record: MemoryRecord, existing: MemoryRecord | undefined, at: number): void {
+    const { partition } = record;
+    if (
+      partition !== undefined &&
+      partition !== existing?.partition &&
+      recordsOf(partition) >= maxPerPartition
+    ) {
+      sweepPartition(partition, FULL_SWEEP_PER_CLAIM, at);
+      if (recordsOf(partition) >= maxPerPartition) {
+        throw new CapacityError(
+          `this caller holds its share of the memory store (${maxPerPartition} live records)`,
+        );
+      }
+    }
+    if (existing) return;
+    sweepOldest(LAZY_SWEEP_PER_CLAIM, at);
+    if (records.size < maxEntries && usedBytes + record.bytes <= maxBytes) return;
+    sweepOldest(FULL_SWEEP_PER_CLAIM, at);
+    if (records.size >= maxEntries) {
+      throw new StoreUnavailableError(`memory store is full (${maxEntries} live records)`);
+    }
+    if (usedBytes + record.bytes > maxBytes) {
+      throw new StoreUnavailableError(`memory store is full (maxBytes ${maxBytes} held by live records)`);
+    }
+  }
+
+  function fits(record: MemoryRecord, response: StoredResponse): boolean {
+    const grow = responseBytes(response);
+    if (usedBytes + grow > maxBytes) return false;
+    if (record.partition === undefined) return true;
+    return (partitions.get(record.partition)?.bytes ?? 0) + grow <= maxBytesPerPartition;
+  }
+
+  /**
+   * The response to keep: whole when it fits, else without body and headers (a replay answers
+   * 409 `result-unavailable` and uses neither) but with the body's hash, like an oversized one.
+   */
+  function fitted(record: MemoryRecord, response: StoredResponse, at: number): StoredResponse {
+    if (fits(record, response)) return response;
+    sweepOldest(FULL_SWEEP_PER_CLAIM, at);
+    if (record.partition !== undefined) sweepPartition(record.partition, FULL_SWEEP_PER_CLAIM, at);
+    if (fits(record, response)) return response;
+    if (bodiesOmitted++ === 0) {
+      warn(
+        `idemkit memoryStore reached maxBytes (${maxBytes} bytes, ${maxBytesPerPartition} per principal): results are kept without their bodies, and their replays answer 409 result-unavailable, until records expire; raise maxBytes or use another store`,
+      );
+    }
+    return {
+      status: response.status,
+      headers: [],
+      body: EMPTY,
+      bodyOmitted: true,
+      bodySha256: response.bodySha256 ?? createHash('sha256').update(response.body).digest('hex'),
+    };
   }
 
   function owned(key: string, token: string): MemoryRecord | undefined {
@@ -82,7 +246,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): IdempotencyStore 
 
   // A copy, so a caller that mutates what it got cannot change later replays.
   function snapshot(record: MemoryRecord): StoredRecord {
-    const { token: _token, response, ...rest } = record;
+    const { token: _token, partition: _partition, bytes: _bytes, response, ...rest } = record;
     if (!response) return rest;
     return {
       ...rest,
@@ -111,14 +275,6 @@ export function memoryStore(options: MemoryStoreOptions = {}): IdempotencyStore 
           const outcome = existing.state === RecordState.InProgress ? 'in_progress' : 'completed';
           return { outcome, record: snapshot(existing) };
         }
-      } else {
-        sweepOldest(LAZY_SWEEP_PER_CLAIM, at);
-        if (records.size >= maxEntries) {
-          sweepOldest(FULL_SWEEP_PER_CLAIM, at);
-          if (records.size >= maxEntries) {
-            throw new StoreUnavailableError(`memory store is full (${maxEntries} live records)`);
-          }
-        }
       }
       const generation = (existing?.generation ?? 0) + 1;
       const leaseUntil = at + request.leaseMs;
@@ -132,8 +288,13 @@ export function memoryStore(options: MemoryStoreOptions = {}): IdempotencyStore 
         createdAt: at,
         completedAt: null,
         token: request.token,
+        partition: request.partition,
+        bytes: 0,
       };
-      reinsert(record);
+      record.bytes = sizeOf(record);
+      admit(record, existing, at);
+      if (existing) remove(existing);
+      add(record);
       return existing?.state === RecordState.InProgress
         ? { outcome: 'acquired', generation, takeover: true }
         : { outcome: 'acquired', generation };
@@ -151,28 +312,27 @@ export function memoryStore(options: MemoryStoreOptions = {}): IdempotencyStore 
       const record = owned(request.key, request.token);
       if (!record) return false;
       const at = now();
-      const { body, ...rest } = request.response;
+      const { body, headers, ...rest } = request.response;
       // Copy the body: the caller's buffer may be reused after we return.
-      Object.assign(record, {
+      const response = {
+        ...rest,
+        headers: headers.map(([n, v]): [string, string] => [n, v]),
+        body: Uint8Array.from(body),
+      };
+      rewrite(record, {
         state: RecordState.Completed,
         completedAt: at,
         expiresAt: at + request.retentionMs,
-        response: { ...rest, headers: rest.headers.map(([n, v]) => [n, v]), body: Uint8Array.from(body) },
+        response: fitted(record, response, at),
         token: null,
       });
-      reinsert(record);
       return true;
     },
 
     async release(request: ReleaseRequest): Promise<boolean> {
       const record = owned(request.key, request.token);
       if (!record) return false;
-      Object.assign(record, {
-        state: RecordState.Released,
-        token: null,
-        expiresAt: now() + request.retentionMs,
-      });
-      reinsert(record);
+      rewrite(record, { state: RecordState.Released, token: null, expiresAt: now() + request.retentionMs });
       return true;
     },
 
@@ -180,13 +340,12 @@ export function memoryStore(options: MemoryStoreOptions = {}): IdempotencyStore 
       const record = owned(request.key, request.token);
       if (!record) return false;
       const at = now();
-      Object.assign(record, {
+      rewrite(record, {
         state: RecordState.Uncertain,
         token: null,
         completedAt: at,
         expiresAt: at + request.retentionMs,
       });
-      reinsert(record);
       return true;
     },
 
@@ -196,7 +355,10 @@ export function memoryStore(options: MemoryStoreOptions = {}): IdempotencyStore 
     },
 
     async delete(key: string): Promise<boolean> {
-      return records.delete(key);
+      const record = records.get(key);
+      if (!record) return false;
+      remove(record);
+      return true;
     },
 
     async sweep(limit: number): Promise<number> {
@@ -205,11 +367,20 @@ export function memoryStore(options: MemoryStoreOptions = {}): IdempotencyStore 
       for (const record of records.values()) {
         if (deleted >= limit) break;
         if (record.expiresAt <= at) {
-          records.delete(record.key);
+          remove(record);
           deleted++;
         }
       }
       return deleted;
+    },
+
+    stats(): MemoryStoreStats {
+      return {
+        records: records.size,
+        bytes: usedBytes,
+        partitions: partitions.size,
+        bodiesOmittedAtCapacity: bodiesOmitted,
+      };
     },
 
     async defaultSecret(): Promise<string> {
@@ -218,6 +389,29 @@ export function memoryStore(options: MemoryStoreOptions = {}): IdempotencyStore 
 
     async close(): Promise<void> {
       records.clear();
+      partitions.clear();
+      usedBytes = 0;
     },
   };
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Strings are counted one byte per character: keys, hashes and header values are ASCII. */
+function sizeOf(record: MemoryRecord): number {
+  const own = record.key.length + record.fingerprint.length + (record.partition?.length ?? 0);
+  return MEMORY_RECORD_OVERHEAD_BYTES + own + (record.response ? responseBytes(record.response) : 0);
+}
+
+function responseBytes(response: StoredResponse): number {
+  let bytes = response.body.byteLength + (response.bodySha256?.length ?? 0);
+  for (const [name, value] of response.headers) bytes += name.length + value.length;
+  return bytes;
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new IdempotencyConfigError(`memoryStore: ${name} must be a positive integer, got ${value}`);
+  }
+  return value;
 }

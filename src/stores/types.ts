@@ -89,6 +89,16 @@ export interface ClaimRequest {
    * delete it (the orphan horizon). The engine passes its `retentionMs`.
    */
   retentionMs: number;
+  /**
+   * Who the record is for, as an opaque short hash of tenant + principal (never the principal
+   * itself); the engine passes it on every claim. A store may cap the live records (and bytes)
+   * of one partition, so one caller cannot fill it for everyone: it then throws `CapacityError`
+   * for a claim that would add a record, and the engine answers that caller 429 `capacity`.
+   * The memory store does (`maxEntriesPerPrincipal`). SQLite, PostgreSQL and Redis ignore it:
+   * their storage is bounded by claim rate × retention, and bounding the rate per caller is the
+   * job of the rate limiter in front. Absent: no per-partition cap.
+   */
+  partition?: string;
 }
 
 export interface HeartbeatRequest {
@@ -124,7 +134,8 @@ export interface IdempotencyStore {
   readonly name: string;
   /**
    * Claims a key atomically in one round trip. The loser gets the current record in the same
-   * call. Throws only when the store cannot answer (the engine then fails closed with 503).
+   * call. Throws only when the store cannot answer (the engine then fails closed with 503), or
+   * `CapacityError` when the request's partition holds its share (the engine answers 429).
    */
   claim(request: ClaimRequest): Promise<ClaimResult>;
   /** Renews the lease. `false` when `token` no longer owns the key (lease lost). */
