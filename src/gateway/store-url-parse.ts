@@ -1,8 +1,9 @@
+import { parseSize } from '../cli/units.js';
 import { ConfigError } from './config-error.js';
 
 /** Where `--store` points, parsed without loading any driver (config validation uses it too). */
 export type StoreTarget =
-  | { kind: 'memory' }
+  | ({ kind: 'memory' } & MemoryLimits)
   | { kind: 'sqlite'; path: string }
   | { kind: 'postgres'; url: string }
   | { kind: 'redis'; url: string; client: RedisClientChoice }
@@ -12,6 +13,13 @@ export type StoreTarget =
       auth: RedisAuth;
       client: RedisClientChoice;
     };
+
+/** `memory:?maxEntries=…&maxBytes=64MiB&maxEntriesPerPrincipal=…`; absent ones keep the store's defaults. */
+export interface MemoryLimits {
+  maxEntries?: number;
+  maxBytes?: number;
+  maxEntriesPerPrincipal?: number;
+}
 
 /** `?client=` picks the driver when both are installed; `auto` prefers @redis/client (faster). */
 export type RedisClientChoice = 'auto' | 'node-redis' | 'ioredis';
@@ -30,9 +38,11 @@ export function parseStoreUrl(url: string, source = '--store'): StoreTarget {
   };
   const scheme = /^([a-z-]+):/i.exec(url)?.[1]?.toLowerCase();
   switch (scheme) {
-    case 'memory':
-      if (!/^memory:(\/\/)?$/i.test(url)) fail(`"${url}": memory: takes nothing after the colon`);
-      return { kind: 'memory' };
+    case 'memory': {
+      const query = /^memory:(?:\/\/)?(?:\?(.*))?$/is.exec(url);
+      if (!query) fail(`"${url}": memory: takes only options, e.g. memory:?maxBytes=64MiB&maxEntries=100000`);
+      return { kind: 'memory', ...memoryLimits(query?.[1] ?? '', source, fail) };
+    }
     case 'sqlite': {
       // sqlite:./a.db, sqlite:/abs/a.db, sqlite:///abs/a.db, sqlite://./a.db
       const path = url.slice('sqlite:'.length).replace(/^\/\/(?=[./~]|$)/, '');
@@ -82,6 +92,36 @@ function parseCluster(url: string, fail: (what: string) => never): StoreTarget {
   }
   const client = clientChoice(new URLSearchParams(match[3] ?? '').get('client'), fail);
   return { kind: 'redis-cluster', nodes, auth, client };
+}
+
+const MEMORY_COUNTS = ['maxEntries', 'maxEntriesPerPrincipal'] as const;
+
+/** Reads the memory store's limits; names are case-sensitive, like the options they set. */
+function memoryLimits(query: string, source: string, fail: (what: string) => never): MemoryLimits {
+  const limits: MemoryLimits = {};
+  for (const [name, value] of new URLSearchParams(query)) {
+    if (name !== 'maxBytes' && !(MEMORY_COUNTS as readonly string[]).includes(name)) {
+      fail(`memory: unknown option "${name}"; use maxEntries, maxBytes or maxEntriesPerPrincipal`);
+    }
+    const field = name as keyof MemoryLimits;
+    if (limits[field] !== undefined) fail(`memory:?${name} is given twice`);
+    limits[field] = field === 'maxBytes' ? memoryBytes(value, source, fail) : memoryCount(name, value, fail);
+  }
+  return limits;
+}
+
+function memoryCount(name: string, value: string, fail: (what: string) => never): number {
+  const count = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(count) || count < 1) {
+    fail(`memory:?${name}=${value}: use a positive whole number, e.g. ${name}=100000`);
+  }
+  return count;
+}
+
+function memoryBytes(value: string, source: string, fail: (what: string) => never): number {
+  const bytes = parseSize(value, `${source}: memory:?maxBytes`);
+  if (bytes < 1) fail(`memory:?maxBytes=${value}: use a positive size, e.g. maxBytes=64MiB`);
+  return bytes;
 }
 
 function clientChoice(value: string | null, fail: (what: string) => never): RedisClientChoice {

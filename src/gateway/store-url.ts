@@ -94,7 +94,8 @@ async function openTarget(target: StoreTarget, context: OpenContext): Promise<Op
   switch (target.kind) {
     case 'memory': {
       const { memoryStore } = await import('../stores/memory.js');
-      return { store: memoryStore({ onWarning: (message) => logger.warn({}, message) }) };
+      const { kind: _kind, ...limits } = target;
+      return { store: memoryStore({ ...limits, onWarning: (message) => logger.warn({}, message) }) };
     }
     case 'sqlite': {
       await loadDriver(['better-sqlite3'], 'the sqlite: store', importModule);

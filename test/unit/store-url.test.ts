@@ -53,9 +53,54 @@ describe('parseStoreUrl', () => {
         /^IDEMKIT_STORE: "dynamo:\/\/t" is not a store URL; use sqlite:\.\/path\.db, memory:, postgres:/,
     });
     assert.throws(() => parseStoreUrl('./x.db'), /is not a store URL/);
-    assert.throws(() => parseStoreUrl('memory:big'), /memory: takes nothing after the colon/);
+    assert.throws(
+      () => parseStoreUrl('memory:big'),
+      /memory: takes only options, e\.g\. memory:\?maxBytes=64MiB/,
+    );
     assert.throws(() => parseStoreUrl('redis-cluster://'), /not a cluster URL; e\.g\. redis-cluster:\/\/127/);
     assert.throws(() => parseStoreUrl('redis-cluster://a:99999'), /cluster node "a:99999" must be host:port/);
+  });
+
+  it('reads the memory store limits from the query', () => {
+    assert.deepEqual(parseStoreUrl('memory:?maxEntries=5000&maxBytes=64MiB&maxEntriesPerPrincipal=100'), {
+      kind: 'memory',
+      maxEntries: 5_000,
+      maxBytes: 67_108_864,
+      maxEntriesPerPrincipal: 100,
+    });
+    assert.deepEqual(parseStoreUrl('memory://?maxBytes=1gb'), { kind: 'memory', maxBytes: 1_073_741_824 });
+    assert.deepEqual(parseStoreUrl('memory:?maxBytes=4096'), { kind: 'memory', maxBytes: 4_096 });
+    assert.deepEqual(parseStoreUrl('memory:?'), { kind: 'memory' });
+  });
+
+  it('names the bad memory option and what it takes', () => {
+    const cases: [string, RegExp][] = [
+      [
+        'memory:?maxEntries=0',
+        /^IDEMKIT_STORE: memory:\?maxEntries=0: use a positive whole number, e\.g\. maxEntries=100000$/,
+      ],
+      ['memory:?maxEntries=1e5', /maxEntries=1e5: use a positive whole number/],
+      ['memory:?maxEntriesPerPrincipal=-3', /maxEntriesPerPrincipal=-3: use a positive whole number/],
+      ['memory:?maxEntries=', /maxEntries=: use a positive whole number/],
+      [
+        'memory:?maxBytes=lots',
+        /IDEMKIT_STORE: memory:\?maxBytes: "lots" is not a size; use bytes or a unit/,
+      ],
+      ['memory:?maxBytes=0', /maxBytes=0: use a positive size, e\.g\. maxBytes=64MiB/],
+      ['memory:?maxItems=5', /unknown option "maxItems"; use maxEntries, maxBytes or maxEntriesPerPrincipal/],
+      ['memory:?maxentries=5', /unknown option "maxentries"/],
+      ['memory:?maxBytes=1mb&maxBytes=2mb', /maxBytes is given twice/],
+    ];
+    for (const [url, pattern] of cases) {
+      assert.throws(
+        () => parseStoreUrl(url, 'IDEMKIT_STORE'),
+        (error: Error) => {
+          assert.ok(error instanceof ConfigError, url);
+          assert.match(error.message, pattern, url);
+          return true;
+        },
+      );
+    }
   });
 
   it('redacts passwords for logs', () => {
@@ -99,6 +144,17 @@ describe('openStore', () => {
     await opened.close();
 
     assert.match(warnings.join('\n'), /this process only/);
+  });
+
+  it('memory: applies the limits from its query', async () => {
+    const opened = await openStore('memory:?maxEntries=1');
+    await opened.store.claim({ key: 'a'.repeat(64), ...claim });
+
+    await assert.rejects(opened.store.claim({ key: 'b'.repeat(64), ...claim }), {
+      code: 'store-unavailable',
+      message: /memory store is full \(1 live records\)/,
+    });
+    await opened.close();
   });
 
   it('postgres and redis refuse to open without IDEMKIT_SECRET', async () => {
