@@ -39,6 +39,10 @@ const FLAGS: Readonly<Record<string, [string, string]>> = {
   upstreamTimeout: ['<duration>', 'upstream headers and body timeout (default 30s)'],
   drain: ['<duration>', 'how long SIGTERM waits for in-flight requests (default 10s)'],
   forwardKey: ['<mode>', 'Idempotency-Key sent upstream: derived, original or none (default derived)'],
+  upstreamDedupes: [
+    '',
+    'the upstream de-duplicates on the forwarded key: free the key after a timeout, reset or 5xx (default: hold it, 409)',
+  ],
   replayHeaders: ['<names>', 'extra response headers to replay, comma-separated'],
   logLevel: ['<level>', 'fatal, error, warn, info, debug or silent (default info)'],
 };

@@ -77,6 +77,7 @@ export const FIELDS: readonly Field[] = [
   { key: 'upstreamTimeoutMs', flag: 'upstreamTimeout', kind: 'duration' },
   { key: 'drainMs', flag: 'drain', kind: 'duration0' },
   { key: 'forwardKey', flag: 'forwardKey', kind: 'forwardKey' },
+  { key: 'upstreamDedupes', flag: 'upstreamDedupes', kind: 'boolean' },
   { key: 'replayHeaders', flag: 'replayHeaders', kind: 'headers' },
   { key: 'logLevel', flag: 'logLevel', kind: 'logLevel' },
 ];

@@ -18,7 +18,7 @@ const ROUTE_KEYS = [
   'leaseMs',
   'retentionMs',
   'waitMs',
-  'onUpstreamFailure',
+  'upstreamDedupes',
   'replayHeaders',
 ] as const;
 const METHOD = /^[A-Za-z]+$/;
@@ -59,6 +59,11 @@ function parseRoutes(value: unknown, source: string): GatewayRoute[] {
 function parseRoute(entry: unknown, source: string): GatewayRoute {
   if (!isObject(entry)) throw new ConfigError(`${source} must be an object such as { "path": "/charges" }`);
   for (const key of Object.keys(entry)) {
+    if (key === 'onUpstreamFailure') {
+      throw new ConfigError(
+        `${source}: "onUpstreamFailure" was replaced by "upstreamDedupes": an upstream failure that may have run the request now holds the key unless "upstreamDedupes": true says the upstream de-duplicates on the forwarded Idempotency-Key`,
+      );
+    }
     if (!(ROUTE_KEYS as readonly string[]).includes(key)) {
       throw new ConfigError(
         `${source}: unknown key "${key}"${suggest(key, ROUTE_KEYS)}; route keys: ${ROUTE_KEYS.join(', ')}`,
@@ -76,13 +81,8 @@ function parseRoute(entry: unknown, source: string): GatewayRoute {
   if (entry.replayHeaders !== undefined) {
     route.replayHeaders = field('replayHeaders', entry.replayHeaders, source) as string[];
   }
-  if (entry.onUpstreamFailure !== undefined) {
-    if (entry.onUpstreamFailure !== 'release' && entry.onUpstreamFailure !== 'uncertain') {
-      throw new ConfigError(
-        `${source}.onUpstreamFailure must be "release" or "uncertain", got ${JSON.stringify(entry.onUpstreamFailure)}`,
-      );
-    }
-    route.onUpstreamFailure = entry.onUpstreamFailure;
+  if (entry.upstreamDedupes !== undefined) {
+    route.upstreamDedupes = boolean(entry.upstreamDedupes, `${source}.upstreamDedupes`);
   }
   return route;
 }

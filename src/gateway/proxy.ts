@@ -1,9 +1,10 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { errors, Pool } from 'undici';
-import { IdempotencyError } from '../core/errors.js';
+import { Pool } from 'undici';
 import type { EngineResponse } from '../core/response.js';
 import { createTrustedProxies, setForwardingHeaders } from './forwarded.js';
+import { RequestProgress, trackRequestStart, UpstreamError } from './upstream-outcome.js';
 
 /**
  * Hop-by-hop fields (RFC 9110 §7.6.1): they describe one connection, so a proxy never forwards
@@ -22,17 +23,31 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'host',
 ]);
 
+/**
+ * A covered request's answer. Up to the budget the body is read whole into `response.body`;
+ * past it, `response.bodyOmitted` is set and `stream` carries every body byte (those already read,
+ * then the rest, with backpressure), to send once the record is committed.
+ */
+export interface UpstreamAnswer {
+  response: EngineResponse;
+  stream?: Readable;
+  /** The upstream's Content-Length, kept for a streamed answer (a buffered one is measured). */
+  contentLength?: string;
+}
+
 export interface Upstream {
   /**
-   * Forwards a covered request whose body is already read; buffers the response. `target` is the
-   * normalised path and query (path.ts) the scope was built on: the upstream gets exactly that.
+   * Forwards a covered request whose body is already read; buffers at most `budget` answer bytes.
+   * `target` is the normalised path and query (path.ts) the scope was built on: the upstream gets
+   * exactly that. Throws `UpstreamError`, which tells whether the request may have reached it.
    */
   forward(
     req: IncomingMessage,
     target: string,
     body: Uint8Array,
     key: string | undefined,
-  ): Promise<EngineResponse>;
+    budget: number,
+  ): Promise<UpstreamAnswer>;
   /** Streams an uncovered request through untouched, in both directions, to `target` (as above). */
   streamThrough(req: IncomingMessage, res: ServerResponse, target: string): Promise<void>;
   close(): Promise<void>;
@@ -54,6 +69,7 @@ export function createUpstream(
     bodyTimeout: timeoutMs,
     connectTimeout: Math.min(timeoutMs, 10_000),
   });
+  const dispatcher = pool.compose(trackRequestStart);
 
   function requestHeaders(
     req: IncomingMessage,
@@ -68,18 +84,29 @@ export function createUpstream(
   }
 
   return {
-    async forward(req, target, body, key) {
+    async forward(req, target, body, key, budget) {
+      const progress = new RequestProgress();
       try {
-        const response = await pool.request({
+        const response = await dispatcher.request({
           path: basePath + target,
           method: req.method as 'POST',
           headers: requestHeaders(req, key),
           body: body.byteLength > 0 ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : null,
+          opaque: progress,
         });
-        const bytes = new Uint8Array(await response.body.arrayBuffer());
-        return { status: response.statusCode, headers: responseHeaderList(response.headers), body: bytes };
+        const head = { status: response.statusCode, headers: responseHeaderList(response.headers) };
+        const read = await readWithinBudget(response.body, budget);
+        if (read.bytes) return { response: { ...head, body: read.bytes } };
+        const length = response.headers['content-length'];
+        return {
+          response: { ...head, body: new Uint8Array(0), bodyOmitted: true },
+          stream: read.stream,
+          ...(typeof length === 'string' && /^\d+$/.test(length) ? { contentLength: length } : {}),
+        };
       } catch (error) {
-        throw upstreamError(error);
+        // Read `sent` only now: an error raised while undici builds the request (a header it
+        // refuses) comes before it, and so does every connect failure.
+        throw new UpstreamError(error, progress.sent);
       }
     },
 
@@ -110,11 +137,17 @@ function connectionNamed(value: string | string[] | undefined): ReadonlySet<stri
 }
 const NONE: ReadonlySet<string> = new Set();
 
+/**
+ * `Expect: 100-continue` is answered by node's server (it sends `100 Continue` before the body is
+ * read), and undici refuses to send it; the upstream gets the whole body at once.
+ */
+const ANSWERED_HERE = 'expect';
+
 function filterHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
   const named = connectionNamed(headers.connection);
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || named.has(name)) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || named.has(name) || name === ANSWERED_HERE) continue;
     out[name] = value;
   }
   return out;
@@ -142,12 +175,37 @@ export function groupHeaders(list: readonly [string, string][]): Record<string, 
   return out;
 }
 
-function upstreamError(error: unknown): IdempotencyError {
-  const timedOut =
-    error instanceof errors.HeadersTimeoutError ||
-    error instanceof errors.BodyTimeoutError ||
-    error instanceof errors.ConnectTimeoutError;
-  return timedOut
-    ? new IdempotencyError('upstream-timeout', 'the upstream did not answer in time', { cause: error })
-    : new IdempotencyError('upstream-unavailable', 'the upstream failed', { cause: error });
+/**
+ * Reads a body until it ends or passes `budget` bytes. Past the budget nothing more is pulled
+ * until someone reads `stream`: the chunks read so far, then the rest (undici pauses the socket
+ * meanwhile). Destroying `stream` early abandons the upstream answer and closes its connection.
+ */
+async function readWithinBudget(
+  body: Readable,
+  budget: number,
+): Promise<{ bytes: Uint8Array; stream?: undefined } | { bytes?: undefined; stream: Readable }> {
+  const iterator: AsyncIterator<Buffer> = body[Symbol.asyncIterator]();
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    const next = await iterator.next();
+    if (next.done) return { bytes: Buffer.concat(chunks, total) };
+    chunks.push(next.value);
+    total += next.value.length;
+    if (total > budget) {
+      const stream = Readable.from(readOn(chunks, iterator), { objectMode: false });
+      // Destroyed before the end (client gone, commit refused): drop the upstream answer too.
+      stream.once('close', () => body.readableEnded || body.destroy());
+      return { stream };
+    }
+  }
+}
+
+async function* readOn(head: Buffer[], iterator: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+  yield* head.splice(0);
+  for (;;) {
+    const next = await iterator.next();
+    if (next.done) return;
+    yield next.value;
+  }
 }

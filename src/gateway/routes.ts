@@ -9,7 +9,8 @@ export interface ResolvedRoute {
   leaseMs: number;
   retentionMs: number;
   waitMs: number;
-  onUpstreamFailure: 'release' | 'uncertain';
+  /** The upstream honours the forwarded Idempotency-Key: an ambiguous failure may free the key. */
+  upstreamDedupes: boolean;
   /** Top-level plus route replay headers; one array per route, so the engine caches its set. */
   replayHeaders: readonly string[];
 }
@@ -35,7 +36,7 @@ export function createRouteMatcher(config: GatewayConfig): (method: string, path
       leaseMs: route.leaseMs ?? config.leaseMs,
       retentionMs: route.retentionMs ?? config.retentionMs,
       waitMs: route.waitMs ?? config.waitMs,
-      onUpstreamFailure: route.onUpstreamFailure ?? 'release',
+      upstreamDedupes: route.upstreamDedupes ?? config.upstreamDedupes,
       replayHeaders: Object.freeze([...config.replayHeaders, ...(route.replayHeaders ?? [])]),
     });
   const fallback = resolve({});

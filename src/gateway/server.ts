@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
 import { createIdempotency } from '../core/engine.js';
 import { isIdempotencyError } from '../core/errors.js';
 import { problemResponse } from '../core/problem.js';
@@ -9,9 +10,10 @@ import { createGatewayServer, listen } from './listener.js';
 import { createGatewayMetrics } from './metrics.js';
 import { normalizeTarget } from './path.js';
 import { createPrincipalResolver, describePrincipal, refusingUnusableCredentials } from './principal.js';
-import { createUpstream, groupHeaders } from './proxy.js';
+import { createUpstream, groupHeaders, type UpstreamAnswer } from './proxy.js';
 import { coveredMethods, createRouteMatcher, type ResolvedRoute } from './routes.js';
 import type { GatewayLogger, RunningGateway, StartGatewayOptions } from './types.js';
+import { describeCause, UpstreamError, upstreamClassifier } from './upstream-outcome.js';
 
 const SILENT: GatewayLogger = { info() {}, warn() {}, error() {}, debug() {} };
 
@@ -39,6 +41,7 @@ export async function startGateway({
   const metrics = createGatewayMetrics();
   const matchRoute = createRouteMatcher(config);
   const upstream = createUpstream(config.upstream, config.upstreamTimeoutMs, config.trustedProxies);
+  const upstreamAnswers = upstreamClassifier();
   const engineWithoutRefusals = createIdempotency({
     ...(config.secret === undefined ? {} : { secret: config.secret }),
     methods: coveredMethods(config),
@@ -62,6 +65,7 @@ export async function startGateway({
     maxStoredBytes: config.maxStoredBytes,
     storeTimeoutMs: config.storeTimeoutMs,
     replayHeaders: (req) => routeOf(req).replayHeaders,
+    classify: (response, req) => upstreamAnswers.classify(response, routeOf(req).upstreamDedupes),
     onWarning: (message) => logger.warn({}, message),
     ...overrides,
     store: metrics.timed(overrides.store ?? store),
@@ -121,32 +125,69 @@ export async function startGateway({
       native: { req, route } satisfies Native,
     });
     switch (decision.kind) {
-      case 'bypass':
-        return send(res, await upstream.forward(req, target, body, undefined));
+      case 'bypass': {
+        // Nothing is stored: a budget of 0 streams any answer body straight through.
+        let answer: UpstreamAnswer;
+        try {
+          answer = await upstream.forward(req, target, body, undefined, 0);
+        } catch (error) {
+          logger.warn(describeCause(error), 'upstream failed');
+          return send(res, problemResponse(isIdempotencyError(error) ? error.code : 'upstream-unavailable'));
+        }
+        return sendAnswer(res, answer.response, answer);
+      }
       case 'reject':
       case 'replay':
         return send(res, decision.response);
       case 'execute': {
-        // The upstream may act before it fails; on such routes a failure holds the key (F5).
-        if (route.onUpstreamFailure === 'uncertain') decision.ctx.effectsStarted();
         const key =
           config.forwardKey === 'derived'
             ? decision.ctx.downstreamKey()
             : config.forwardKey === 'original'
               ? headerValue(req.headersDistinct, 'idempotency-key')
               : undefined;
-        let upstreamResponse: EngineResponse;
+        let answer: UpstreamAnswer;
         try {
-          upstreamResponse = await upstream.forward(req, target, body, key);
+          answer = await upstream.forward(req, target, body, key, engine.options.maxStoredBytes);
         } catch (error) {
+          // Release only when nothing was sent; otherwise the upstream may have acted (F5), and
+          // only an upstream that de-duplicates on the forwarded key can absorb a re-run.
+          const mayHaveRun = !(error instanceof UpstreamError && !error.requestSent);
+          const held = mayHaveRun && !route.upstreamDedupes;
+          if (held) decision.ctx.effectsStarted();
           logger.warn(
-            { key: decision.key, error: isIdempotencyError(error) ? error.code : 'error' },
+            { key: decision.key, ...describeCause(error), mayHaveRun, keyHeld: held },
             'upstream failed',
           );
           return send(res, (await decision.abort(error)).response);
         }
-        return send(res, (await decision.commit(upstreamResponse)).response);
+        // Persist before respond: a streamed answer's record is committed before its head is sent.
+        const result = await decision.commit(upstreamAnswers.mark(answer.response));
+        const passesOn =
+          result.disposition === 'store' ||
+          result.disposition === 'release' ||
+          result.disposition === 'uncertain';
+        if (!passesOn) {
+          answer.stream?.destroy();
+          return send(res, result.response);
+        }
+        return sendAnswer(res, result.response, answer);
       }
+    }
+  }
+
+  /** The upstream's answer: buffered in one write, or its head and then its streamed body. */
+  async function sendAnswer(res: ServerResponse, response: EngineResponse, answer: UpstreamAnswer) {
+    if (!answer.stream) return send(res, response);
+    const headers = groupHeaders(response.headers);
+    if (answer.contentLength !== undefined) headers['content-length'] = answer.contentLength;
+    res.writeHead(response.status, headers);
+    try {
+      await pipeline(answer.stream, res);
+    } catch (error) {
+      // The upstream failed mid-body or the client left; either way this answer is over.
+      logger.warn(describeCause(error), 'streamed answer cut short');
+      res.destroy();
     }
   }
 

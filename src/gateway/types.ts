@@ -20,8 +20,13 @@ export interface GatewayRoute {
   waitMs?: number;
   /** Response headers replayed on this route besides the allowlist and the top-level list. */
   replayHeaders?: string[];
-  /** `release` (default): an upstream failure frees the key; `uncertain` holds it (409). */
-  onUpstreamFailure?: 'release' | 'uncertain';
+  /**
+   * This route's upstream de-duplicates on the forwarded Idempotency-Key, so an upstream failure
+   * that may have run the operation (a timeout or reset after the request was sent, a 5xx) frees
+   * the key: the retry carries the same key and the upstream absorbs it. Without it such a
+   * failure holds the key (409 `outcome-uncertain`). @default the top-level upstreamDedupes
+   */
+  upstreamDedupes?: boolean;
 }
 
 /** The gateway's whole configuration after flags, environment and config file are merged. */
@@ -78,6 +83,8 @@ export interface GatewayConfig {
   storeTimeoutMs: number;
   upstreamTimeoutMs: number;
   drainMs: number;
+  /** Every route's upstream de-duplicates on the forwarded Idempotency-Key (see GatewayRoute). */
+  upstreamDedupes: boolean;
   /** What the upstream receives as Idempotency-Key. */
   forwardKey: 'derived' | 'original' | 'none';
   replayHeaders: string[];
@@ -110,6 +117,7 @@ export const GATEWAY_DEFAULTS = Object.freeze({
   upstreamTimeoutMs: 30_000,
   drainMs: 10_000,
   forwardKey: 'derived' as const,
+  upstreamDedupes: false,
   logLevel: 'info' as const,
 });
 
