@@ -1,5 +1,6 @@
 export { createIdempotency, type Decision, type Idempotency } from './core/engine.js';
 export {
+  CapacityError,
   IdempotencyConfigError,
   IdempotencyError,
   isIdempotencyError,
@@ -23,7 +24,12 @@ export { problemResponse, problemType } from './core/problem.js';
 export type { EngineRequest, HeaderInput } from './core/request.js';
 export { DEFAULT_REPLAY_HEADERS, type EngineResponse } from './core/response.js';
 export { downstreamKeyFor } from './core/scope.js';
-export { type MemoryStoreOptions, memoryStore } from './stores/memory.js';
+export {
+  type MemoryStore,
+  type MemoryStoreOptions,
+  type MemoryStoreStats,
+  memoryStore,
+} from './stores/memory.js';
 export {
   type ClaimRequest,
   type ClaimResult,
