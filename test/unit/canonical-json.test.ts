@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { canonicalJson } from '../../src/core/canonical-json.js';
+import { canonicalJson, decodeUtf8, readJsonField } from '../../src/core/canonical-json.js';
 
 /** Serialises a value with object keys in a random order and random whitespace. */
 function shuffledJson(value: unknown, rnd: () => number): string {
@@ -61,5 +61,29 @@ describe('canonical JSON for fingerprints', () => {
 
   it('excludeFields drops top-level and dotted fields', () => {
     assert.equal(canonicalJson('{"a":1,"ts":2,"m":{"x":1,"y":2}}', ['ts', 'm.y']), '{"a":1,"m":{"x":1}}');
+  });
+});
+
+describe('strict UTF-8 and the body-field reader', () => {
+  it('decodeUtf8 refuses invalid bytes instead of turning them into U+FFFD, and keeps a BOM', () => {
+    assert.equal(decodeUtf8(Buffer.from('{"a":"é"}')), '{"a":"é"}');
+    assert.equal(decodeUtf8(Buffer.from([0x7b, 0xff, 0x7d])), undefined);
+    assert.equal(decodeUtf8(Buffer.from([0xed, 0xa0, 0x80])), undefined, 'an encoded lone surrogate');
+    assert.equal(decodeUtf8(Buffer.from([0xef, 0xbb, 0xbf, 0x31])), '\ufeff1');
+    assert.equal(
+      decodeUtf8(Buffer.from([0xff])),
+      undefined,
+      'the shared decoder is not left in a broken state',
+    );
+    assert.equal(decodeUtf8(Buffer.from('ok')), 'ok');
+  });
+
+  it('readJsonField tells an absent field from one that is present but not a string', () => {
+    assert.deepEqual(readJsonField('{"id":"k\u0031"}', 'id'), { present: true, value: 'k1' });
+    assert.deepEqual(readJsonField('{"id":7}', 'id'), { present: true, value: undefined });
+    assert.deepEqual(readJsonField('{"id":null}', 'id'), { present: true, value: undefined });
+    assert.deepEqual(readJsonField('{"other":"k"}', 'id'), { present: false });
+    assert.deepEqual(readJsonField('["id","k"]', 'id'), { present: false });
+    assert.deepEqual(readJsonField('not json', 'id'), { present: false });
   });
 });
