@@ -32,7 +32,12 @@ export interface IdempotencyOptions {
   required?: PerRequest<boolean>;
   /** @default 1 */
   minKeyLength?: number;
-  /** Other key carriers, tried when the header is absent: AIP-155 body field, EC2 query token. */
+  /**
+   * Other key carriers, tried when the header is absent (query first, then body): an EC2-style
+   * query token and an AIP-155 top-level JSON body field, each holding the bare key. They are as
+   * strict as the header: a repeated query parameter, or a body field that is present but not a
+   * string, is 400 `invalid-key`; a body that is not UTF-8 JSON carries no field.
+   */
   keyFrom?: { header?: string; bodyField?: string; queryParam?: string };
   /**
    * The authenticated caller; records of two principals never meet. Receives the framework's
