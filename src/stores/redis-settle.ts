@@ -23,6 +23,10 @@ interface Subscriber {
   disconnect(): unknown;
   /** node-redis 5: closes at once, without waiting for replies. */
   destroy?(): unknown;
+  /** node-redis 5: the socket no longer keeps the process alive. */
+  unref?(): unknown;
+  /** ioredis: the connected socket. */
+  stream?: { unref?(): unknown };
 }
 
 const RECONNECT_AFTER_MS = 1_000;
@@ -110,6 +114,10 @@ export function redisSettleChannel(
       return;
     }
     if (current !== subscriber) return;
+    // The subscription is a convenience for waiters, never a reason for the app to keep running:
+    // an app that exits without closing the store must still exit.
+    if (ioredis) subscriber.stream?.unref?.();
+    else subscriber.unref?.();
     state = 'listening';
     // A settle between a waiter's claim and this SUBSCRIBE was not heard: everyone claims again.
     listeners.notifyAll();
