@@ -107,6 +107,16 @@ export async function startGateway({
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = (req.method ?? 'GET').toUpperCase();
+    // Node de-chunks `gzip, chunked` but leaves the gzip coding on the body: forwarded without its
+    // Transfer-Encoding, the upstream would take compressed bytes for the body. Only plain chunked.
+    const coding = req.headers['transfer-encoding'];
+    if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked') {
+      return send(
+        res,
+        problemResponse('malformed-request', 'only Transfer-Encoding: chunked is accepted'),
+        true,
+      );
+    }
     // One path for the route rules, the scope and the upstream (path.ts); ambiguous ones are refused.
     const normalised = normalizeTarget(req.url ?? '', config);
     if (!normalised.ok) return send(res, problemResponse('invalid-path', normalised.reason), true);

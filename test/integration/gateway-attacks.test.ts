@@ -44,6 +44,12 @@ describe('gateway attacks: request smuggling', () => {
       `${head}Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`,
     ],
     ['chunked not last in Transfer-Encoding', `${head}Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n`],
+    // Node's parser de-chunks this but leaves the gzip coding applied; the gateway would forward
+    // compressed bytes with no Transfer-Encoding saying so.
+    [
+      'a transfer coding before chunked',
+      `${head}Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n`,
+    ],
     ['a space before the colon', `${head}Transfer-Encoding : chunked\r\nContent-Length: 2\r\n\r\n{}`],
   ];
   for (const [name, bytes] of cases) {
