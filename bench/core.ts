@@ -17,7 +17,12 @@ export async function run(argv: readonly string[]): Promise<void> {
   });
   const n = Math.max(1_000, Number(values.requests));
   const idem = createIdempotency({
-    store: memoryStore({ maxEntries: n + 10_000, onWarning() {} }),
+    store: memoryStore({
+      maxEntries: n + 10_000,
+      maxEntriesPerPrincipal: n + 10_000,
+      maxBytes: 4 * 1024 ** 3,
+      onWarning() {},
+    }),
     onWarning() {},
     sweepIntervalMs: 0,
   });
@@ -54,7 +59,8 @@ export async function run(argv: readonly string[]): Promise<void> {
   });
   const execute = await measure('begin() + commit(), unique keys', async (i) => {
     const d = await idem.begin(request(`k-${i}`));
-    if (d.kind !== 'execute') throw new Error(`expected execute, got ${d.kind}`);
+    if (d.kind !== 'execute')
+      throw new Error(`expected execute, got ${d.kind}${d.kind === 'reject' ? ` ${d.code}` : ''}`);
     await d.commit(response);
   });
   const replay = await measure('begin() on a completed key (replay)', async () => {

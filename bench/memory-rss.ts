@@ -44,7 +44,12 @@ export async function run(argv: readonly string[]): Promise<void> {
 
   // Counts what the engine's sweeper removes; claims' own lazy sweep is not visible from here.
   let swept = 0;
-  const memory = memoryStore({ maxEntries, onWarning: () => {} });
+  const memory = memoryStore({
+    maxEntries,
+    maxEntriesPerPrincipal: maxEntries,
+    maxBytes: 4 * 1024 ** 3,
+    onWarning: () => {},
+  });
   const store: IdempotencyStore = {
     ...memory,
     name: memory.name,

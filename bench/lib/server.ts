@@ -79,7 +79,13 @@ async function main(): Promise<void> {
   } else {
     const store =
       variant.store === 'memory'
-        ? memoryStore({ maxEntries: config.maxEntries, onWarning: () => {} })
+        ? memoryStore({
+            maxEntries: config.maxEntries,
+            maxEntriesPerPrincipal: config.maxEntries,
+            // The bench measures cost, not the store's limits: one principal, every record kept.
+            maxBytes: 4 * 1024 ** 3,
+            onWarning: () => {},
+          })
         : await sqliteBenchStore(variant);
     if (!store) return;
     const idem = createIdempotency({ store, onWarning: () => {} });
