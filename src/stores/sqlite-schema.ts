@@ -91,6 +91,11 @@ export function statementSql(table: string) {
     journalMode: 'PRAGMA journal_mode',
     synchronous: 'PRAGMA synchronous',
     checkpoint: 'PRAGMA wal_checkpoint(TRUNCATE)',
+    // Group commit (sqlite-batch.ts): IMMEDIATE takes the write lock at BEGIN, so a busy file
+    // fails the batch before any of its statements ran, never halfway through.
+    begin: 'BEGIN IMMEDIATE',
+    commit: 'COMMIT',
+    rollback: 'ROLLBACK',
   };
 }
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { systemClock } from '../core/clock.js';
 import { IdempotencyConfigError, StoreMisconfiguredError, StoreUnavailableError } from '../core/errors.js';
 import { decodeResponse, encodeResponse } from './response-codec.js';
+import { createWriteBatcher, type WriteBatcher } from './sqlite-batch.js';
 import {
   type OwnedDatabase,
   openFile,
@@ -16,9 +17,6 @@ import type { ClaimRequest, ClaimResult, Clock, IdempotencyStore, StoredRecord }
 export type { SqliteDatabase, SqliteStatement } from './sqlite-connection.js';
 
 /** `{ path }`: the store opens (and closes) the file. `{ database }`: the app's connection. */
-/** How often a claim re-runs when another writer changed the row between upsert and read. */
-const CLAIM_ATTEMPTS = 8;
-
 export type SqliteTarget = { path: string } | { database: SqliteDatabase };
 
 export interface SqliteStoreOptions {
@@ -50,6 +48,12 @@ export interface SqliteStoreOptions {
    * @default 60_000 with { path }, 0 with { database }
    */
   checkpointIntervalMs?: number;
+}
+
+interface Opened {
+  db: SqliteDatabase;
+  s: Statements;
+  batch: WriteBatcher;
 }
 
 interface Row extends Omit<StoredRecord, 'response'> {
@@ -95,7 +99,7 @@ export function sqliteStore(target: SqliteTarget, options: SqliteStoreOptions = 
   const now = options.clock ?? systemClock;
 
   let db: SqliteDatabase | undefined = owns ? undefined : target.database;
-  let opening: Promise<{ db: SqliteDatabase; s: Statements }> | undefined;
+  let opening: Promise<Opened> | undefined;
   let secret: Promise<string> | undefined;
   let checkpointTimer: ReturnType<typeof setInterval> | undefined;
   let closed = false;
@@ -103,7 +107,7 @@ export function sqliteStore(target: SqliteTarget, options: SqliteStoreOptions = 
   const retrying = <T>(operation: string, work: () => T) =>
     retryWhileBusy(operation, work, timeoutMs, () => closed);
 
-  async function open(): Promise<{ db: SqliteDatabase; s: Statements }> {
+  async function open(): Promise<Opened> {
     db ??= await openFile((target as { path: string }).path, busyTimeoutMs);
     const handle = db;
     const settings = {
@@ -122,10 +126,12 @@ export function sqliteStore(target: SqliteTarget, options: SqliteStoreOptions = 
       }, checkpointMs);
       checkpointTimer.unref();
     }
-    return { db: handle, s };
+    const isClosed = () => closed;
+    const batch = createWriteBatcher({ db: handle, tx: s, timeoutMs, isClosed });
+    return { db: handle, s, batch };
   }
 
-  function ready(): Promise<{ db: SqliteDatabase; s: Statements }> {
+  function ready(): Promise<Opened> {
     if (closed) return Promise.reject(new StoreUnavailableError('sqlite store is closed'));
     opening ??= open().catch((error: unknown) => {
       opening = undefined;
@@ -134,9 +140,16 @@ export function sqliteStore(target: SqliteTarget, options: SqliteStoreOptions = 
     return opening;
   }
 
+  /** A read, or a write that must commit on its own: outside any batch. */
   async function call<T>(operation: string, work: (s: Statements, db: SqliteDatabase) => T): Promise<T> {
     const { db: handle, s } = await ready();
     return retrying(operation, () => work(s, handle));
+  }
+
+  /** A write: it joins the next group commit and settles after that COMMIT (sqlite-batch.ts). */
+  async function write<T>(operation: string, work: (s: Statements) => T): Promise<T> {
+    const { s, batch } = await ready();
+    return batch.submit(operation, () => work(s));
   }
 
   function toRecord(row: Row): StoredRecord {
@@ -147,33 +160,45 @@ export function sqliteStore(target: SqliteTarget, options: SqliteStoreOptions = 
   }
 
   /**
-   * One claim (see the lease timeline in types.ts). A read comes first: a retry of a live or
-   * completed key (a replay, a 409) is then answered without taking SQLite's single write lock,
-   * which a no-op upsert would take. Otherwise the upsert alone is atomic and writes only when
-   * the predicate holds; if another writer got there in between, the loop reads again (bounded).
+   * One claim (see the lease timeline in types.ts). A read comes first, outside any batch: a
+   * retry of a live or completed key (a replay, a 409) is then answered without taking SQLite's
+   * single write lock, which a no-op upsert would take. Otherwise the upsert joins a batch.
    */
-  function claimOnce(s: Statements, request: ClaimRequest): ClaimResult {
-    for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
-      const row = s.get.get({ key: request.key }) as Row | undefined;
-      if (row && !claimable(row, request.fingerprint, now())) {
-        const record = toRecord(row);
-        return { outcome: record.state === 'in_progress' ? 'in_progress' : 'completed', record };
-      }
-      const at = now();
-      const leaseUntil = at + request.leaseMs;
-      const won = s.claim.get({
-        key: request.key,
-        fingerprint: request.fingerprint,
-        token: request.token,
-        leaseUntil,
-        expiresAt: leaseUntil + request.retentionMs,
-        now: at,
-      }) as { generation: number; claimedFrom: string | null } | undefined;
-      if (won?.claimedFrom === 'in_progress')
-        return { outcome: 'acquired', generation: won.generation, takeover: true };
-      if (won) return { outcome: 'acquired', generation: won.generation };
-    }
-    throw new StoreUnavailableError(`sqlite claim kept racing other writers for ${CLAIM_ATTEMPTS} attempts`);
+  async function claim(request: ClaimRequest): Promise<ClaimResult> {
+    const row = await call('claim', (s) => s.get.get({ key: request.key }) as Row | undefined);
+    if (row && !claimable(row, request.fingerprint, now())) return lost(row);
+    return write('claim', (s) => claimInBatch(s, request));
+  }
+
+  /**
+   * The upsert alone is atomic and writes only when the predicate holds. Inside the batch's
+   * transaction the row cannot change between the upsert and the read after it, so a claim that
+   * did not write reads the record that beat it (an earlier member of the same batch, or another
+   * process) and answers with it: no retry loop.
+   */
+  function claimInBatch(s: Statements, request: ClaimRequest): ClaimResult {
+    const at = now();
+    const leaseUntil = at + request.leaseMs;
+    const won = s.claim.get({
+      key: request.key,
+      fingerprint: request.fingerprint,
+      token: request.token,
+      leaseUntil,
+      expiresAt: leaseUntil + request.retentionMs,
+      now: at,
+    }) as { generation: number; claimedFrom: string | null } | undefined;
+    if (won?.claimedFrom === 'in_progress')
+      return { outcome: 'acquired', generation: won.generation, takeover: true };
+    if (won) return { outcome: 'acquired', generation: won.generation };
+    const row = s.get.get({ key: request.key }) as Row | undefined;
+    // The insert writes whenever no row exists, so a claim that wrote nothing found one.
+    if (!row) throw new StoreUnavailableError('sqlite claim neither wrote nor found its key');
+    return lost(row);
+  }
+
+  function lost(row: Row): ClaimResult {
+    const record = toRecord(row);
+    return { outcome: record.state === 'in_progress' ? 'in_progress' : 'completed', record };
   }
 
   /** The claim predicate of types.ts, for the rare row that changed between upsert and read. */
@@ -190,10 +215,10 @@ export function sqliteStore(target: SqliteTarget, options: SqliteStoreOptions = 
   return {
     name: 'sqlite',
 
-    claim: (request) => call('claim', (s) => claimOnce(s, request)),
+    claim,
 
     heartbeat: ({ key, token, leaseMs, retentionMs }) =>
-      call('heartbeat', (s) => {
+      write('heartbeat', (s) => {
         const leaseUntil = now() + leaseMs;
         return changed(s.heartbeat.run({ key, token, leaseUntil, expiresAt: leaseUntil + retentionMs }));
       }),
@@ -201,17 +226,17 @@ export function sqliteStore(target: SqliteTarget, options: SqliteStoreOptions = 
     complete: ({ key, token, response, retentionMs }) => {
       // Encoded now: the blob is a copy, so the caller may reuse its buffers.
       const blob = encodeResponse(response);
-      return call('complete', (s) => {
+      return write('complete', (s) => {
         const at = now();
         return changed(s.complete.run({ key, token, now: at, expiresAt: at + retentionMs, response: blob }));
       });
     },
 
     release: ({ key, token, retentionMs }) =>
-      call('release', (s) => changed(s.release.run({ key, token, expiresAt: now() + retentionMs }))),
+      write('release', (s) => changed(s.release.run({ key, token, expiresAt: now() + retentionMs }))),
 
     markUncertain: ({ key, token, retentionMs }) =>
-      call('markUncertain', (s) => {
+      write('markUncertain', (s) => {
         const at = now();
         return changed(s.markUncertain.run({ key, token, now: at, expiresAt: at + retentionMs }));
       }),
@@ -222,12 +247,12 @@ export function sqliteStore(target: SqliteTarget, options: SqliteStoreOptions = 
         return row ? toRecord(row) : undefined;
       }),
 
-    delete: (key) => call('delete', (s) => changed(s.delete.run({ key }))),
+    delete: (key) => write('delete', (s) => changed(s.delete.run({ key }))),
 
     sweep: (limit) =>
       limit < 1
         ? Promise.resolve(0)
-        : call('sweep', (s) => Number(s.sweep.run({ now: now(), limit }).changes)),
+        : write('sweep', (s) => Number(s.sweep.run({ now: now(), limit }).changes)),
 
     async check() {
       const pragma = (s: Statements, name: 'journalMode' | 'synchronous') =>
