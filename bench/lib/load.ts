@@ -10,6 +10,8 @@ export interface LoadOptions {
   keys: 'unique' | 'replay';
   /** Requests per second over all connections; unset: as fast as the server answers. */
   rate?: number | undefined;
+  /** The path requests go to. @default PATH */
+  path?: string | undefined;
 }
 
 export interface LoadResult {
@@ -60,7 +62,7 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
     const instance = autocannon(
       {
-        url: `${options.url}${PATH}`,
+        url: `${options.url}${options.path ?? PATH}`,
         connections: options.connections,
         duration: options.durationS,
         method: 'POST',

@@ -9,6 +9,8 @@ import type { RawLimits } from './raw-sqlite.js';
 import { BENCH_AUTH, orderBody, PATH, type RawSqliteResult } from './variants.js';
 
 export interface RoundResult {
+  /** Responses received during the measured run (any status). */
+  responses: number;
   rps: number;
   p50Ms: number;
   p99Ms: number;
@@ -46,6 +48,8 @@ export interface MeasureOptions {
   durationS: number;
   /** Offered load, requests per second; unset: closed loop, as fast as the server answers. */
   rate?: number | undefined;
+  /** The path requests go to. @default PATH */
+  path?: string | undefined;
   /**
    * A pause between the warm-up and the measured run, so requests still in flight when the
    * warm-up stopped are done before the counters are read. @default 0
@@ -62,7 +66,13 @@ export interface MeasureOptions {
 
 /** Warm-up, then the measured run; CPU deltas are taken over the measured run only. */
 export async function measureRun(server: ServerChild, options: MeasureOptions): Promise<RoundResult> {
-  const load = { url: options.url, connections: options.connections, keys: options.keys, rate: options.rate };
+  const load = {
+    url: options.url,
+    connections: options.connections,
+    keys: options.keys,
+    rate: options.rate,
+    path: options.path,
+  };
   if (options.warmupS > 0) await runLoad({ ...load, durationS: options.warmupS });
   if (options.settleMs) await new Promise((resolve) => setTimeout(resolve, options.settleMs));
   const { upstream, outsideCpuUs } = options;
@@ -82,6 +92,7 @@ export async function measureRun(server: ServerChild, options: MeasureOptions): 
   const served =
     upstream0 && upstream1 && upstream0.served >= 0 ? upstream1.served - upstream0.served : Number.NaN;
   return {
+    responses: result.responses,
     rps: result.rps,
     p50Ms: result.p50Ms,
     p99Ms: result.p99Ms,
@@ -134,11 +145,11 @@ export function describeOutcome(outcome: Outcome, fmt: (n: number, digits?: numb
 export async function replayCheck(
   url: string,
   name: string,
-  options: { idempotent: boolean; key?: string | undefined },
+  options: { idempotent: boolean; key?: string | undefined; path?: string | undefined },
 ): Promise<void> {
   const key = options.key ?? `sanity-${process.pid}-${Date.now()}`;
   const post = () =>
-    fetch(`${url}${PATH}`, {
+    fetch(`${url}${options.path ?? PATH}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: BENCH_AUTH, 'idempotency-key': key },
       body: orderBody(0),
