@@ -1,29 +1,47 @@
 import { createHash } from 'node:crypto';
 
 /*
- * One Lua script per store operation. KEYS[1] is the record: a hash with the fields
- *   st (state) · fp (fingerprint) · gen (generation) · tok (owner token, in_progress only)
- *   lu (leaseUntil) · ea (expiresAt) · ca (createdAt) · co (completedAt) · resp (encoded response)
- * Times are epoch ms from Redis `TIME`, read inside the script: time is frozen while a script
- * runs, so the key cannot expire half-way, and app-server clocks never decide a lease. Every
- * write sets PEXPIREAT to expiresAt, so Redis itself removes what a sweep would.
- * Redis 7 replicates script effects, not the script, so calling TIME before writing is allowed.
+ * The Lua scripts behind every store operation except a first claim (a plain `SET NX PX`, see
+ * redis.ts). KEYS[1] is the record, one string in the format of redis-record.ts:
+ *   2 <state> <generation> <waited> <leaseUntil> <createdAt> <completedAt> <fpBytes> <tokenBytes>\n<fp><token><response>
+ * Times are epoch ms or `~N` (N ms before the key's expiry). Deadlines come from Redis's clock:
+ * every write sets the TTL relatively (`PX`), and `PEXPIRETIME` turns offsets back into epoch ms
+ * (Redis 7.0+); only the claim reads `TIME`, to judge a lease that may have lapsed. Each script
+ * makes as few calls as it can (a call from Lua costs about as much as a whole small command):
+ * a completion is GET, PEXPIRETIME, SET and, only when a duplicate has been seen, PUBLISH.
+ * Redis 7 replicates script effects, not the script, so reading TIME before writing is allowed.
  */
 
-const NOW = `local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+/** Error code of a value this version cannot read; redis.ts turns it into a clear 503. */
+export const FORMAT_ERROR = 'IDEMKIT_FORMAT';
+
+// Reads and parses the record; `p` is where the fingerprint starts. Anything else (an older
+// idemkit's hash answers WRONGTYPE to GET, which redis.ts reports the same way) is refused.
+const READ = `local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local st, gen, w, lu, ca, co, fl, tl, p = string.match(v, '^2 (%S+) (%d+) ([01]) (%S+) (%S+) (%S+) (%d+) (%d+)\\n()')
+if not p then return redis.error_reply('${FORMAT_ERROR} record is not in format 2') end
+fl = tonumber(fl)
+tl = tonumber(tl)`;
 
 // Fencing: every write after the claim checks that this token still owns an in-progress record.
-const OWNED = `local o = redis.call('HMGET', KEYS[1], 'st', 'tok')
-if o[1] ~= 'in_progress' or o[2] ~= ARGV[1] then return 0 end`;
+const OWNED = `${READ}
+if st ~= 'in_progress' or string.sub(v, p + fl, p + fl + tl - 1) ~= ARGV[1] then return 0 end`;
+
+// The next write moves the expiry, so offsets from the current one become epoch ms first.
+const ABSOLUTE = `local ea = redis.call('PEXPIRETIME', KEYS[1])
+if string.byte(lu) == 126 then lu = ea - tonumber(string.sub(lu, 2)) end
+if string.byte(ca) == 126 then ca = ea - tonumber(string.sub(ca, 2)) end
+if string.byte(co) == 126 then co = ea - tonumber(string.sub(co, 2)) end`;
 
 /**
- * Settling scripts end by publishing the record key on the settle channel they are given (an
- * empty channel: no message), which wakes duplicates waiting in other processes (redis-settle.ts).
- * PUBLISH from a script reaches every subscriber of a standalone server; a Cluster passes ''.
+ * Settling wakes duplicates waiting in other processes (redis-settle.ts) by publishing the record
+ * key on the settle channel it is given, but only when a duplicate claim marked the record
+ * (`waited`): most requests have no duplicate, and their completion then publishes nothing.
+ * An empty channel (Cluster, or notify off) never publishes.
  */
 const publish = (argv: number) =>
-  `if ARGV[${argv}] and ARGV[${argv}] ~= '' then redis.call('PUBLISH', ARGV[${argv}], KEYS[1]) end`;
+  `if w == '1' and ARGV[${argv}] ~= '' then redis.call('PUBLISH', ARGV[${argv}], KEYS[1]) end`;
 
 export interface RedisScript {
   name: string;
@@ -36,41 +54,48 @@ function script(name: string, source: string): RedisScript {
 }
 
 /**
- * claim(KEYS[1]; ARGV: fingerprint, token, leaseMs, retentionMs)
- * → {1, generation[, 1 on a takeover]} when acquired, else {0, st, fp, gen, lu, ea, ca, co, resp}.
- * See the lease timeline above ClaimResult in src/stores/types.ts.
+ * claim(KEYS[1]; ARGV: fingerprint, token, leaseMs, retentionMs, mark waiters '1' or '')
+ * → {1, generation[, 1 on a takeover]} when acquired, else {0, record value, expiresAt}.
+ * Runs when the first claim's `SET NX` found a record. See the lease timeline above ClaimResult
+ * in src/stores/types.ts.
  */
 export const CLAIM = script(
   'claim',
-  `${NOW}
-local r = redis.call('HMGET', KEYS[1], 'st', 'fp', 'gen', 'lu', 'ea', 'ca', 'co')
-local st = r[1]
-if st then
+  `local v = redis.call('GET', KEYS[1])
+local gen = 1
+local takeover = false
+if v then
+  local st, g, w, lu, ca, co, fl, tl, p = string.match(v, '^2 (%S+) (%d+) ([01]) (%S+) (%S+) (%S+) (%d+) (%d+)\\n()')
+  if not p then return redis.error_reply('${FORMAT_ERROR} record is not in format 2') end
+  local ea = redis.call('PEXPIRETIME', KEYS[1])
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local leaseUntil = lu
+  if string.byte(lu) == 126 then leaseUntil = ea - tonumber(string.sub(lu, 2)) end
+  fl = tonumber(fl)
   -- a release tombstone is absent for a claim; its generation carries on below
   local takeable = st == 'released'
   -- any record past expiresAt (retention, or an abandoned claim's lease + orphan horizon)
-    or tonumber(r[5]) <= now
+    or ea <= now
   -- a crashed holder's lapsed lease, taken over only by the same request (fingerprint)
-    or (st == 'in_progress' and tonumber(r[4]) <= now and r[2] == ARGV[1])
+    or (st == 'in_progress' and tonumber(leaseUntil) <= now and string.sub(v, p, p + fl - 1) == ARGV[1])
   if not takeable then
-    -- a live lease, another request's lapsed lease, or a result to replay: hand the record back
-    local resp = false
-    if st == 'completed' then resp = redis.call('HGET', KEYS[1], 'resp') end
-    return {0, st, r[2], r[3], r[4], r[5], r[6], r[7], resp}
+    -- a live lease, another request's lapsed lease, or a result to replay: hand the record back,
+    -- first marking a running one so that its settling publishes a wake-up for waiters
+    if st == 'in_progress' and w == '0' and ARGV[5] == '1' then
+      redis.call('SET', KEYS[1], '2 in_progress ' .. g .. ' 1 ' .. lu .. ' ' .. ca .. ' ' .. co .. ' ' .. fl .. ' ' .. tl .. '\\n' .. string.sub(v, p), 'KEEPTTL')
+    end
+    return {0, v, ea}
   end
+  -- Past expiresAt the record counts as gone even if Redis has not dropped it yet (its expiry
+  -- clock is frozen while a script runs, TIME is not), so generations restart at 1 as after the TTL.
+  if ea > now then gen = tonumber(g) + 1 end
+  -- flags a takeover of a lapsed lease (for the engine's takeover event)
+  takeover = st == 'in_progress' and gen > 1
 end
--- Past expiresAt the record counts as gone even if Redis has not dropped it yet (its expiry
--- clock is cached per command, TIME is not), so generations restart at 1 as after the TTL.
-local gen = 1
-if st and tonumber(r[5]) > now then gen = tonumber(r[3]) + 1 end
-local lu = now + tonumber(ARGV[3])
-local ea = lu + tonumber(ARGV[4])
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'st', 'in_progress', 'fp', ARGV[1], 'tok', ARGV[2], 'gen', gen,
-  'lu', lu, 'ea', ea, 'ca', now)
-redis.call('PEXPIREAT', KEYS[1], ea)
--- the third element flags a takeover of a lapsed lease (for the engine's takeover event)
-if st == 'in_progress' and gen > 1 then return {1, gen, 1} end
+local ttl = tonumber(ARGV[3]) + tonumber(ARGV[4])
+redis.call('SET', KEYS[1], '2 in_progress ' .. gen .. ' 0 ~' .. ARGV[4] .. ' ~' .. ttl .. ' - ' .. #ARGV[1] .. ' ' .. #ARGV[2] .. '\\n' .. ARGV[1] .. ARGV[2], 'PX', ttl)
+if takeover then return {1, gen, 1} end
 return {1, gen}`,
 );
 
@@ -78,23 +103,21 @@ return {1, gen}`,
 export const HEARTBEAT = script(
   'heartbeat',
   `${OWNED}
-${NOW}
-local lu = now + tonumber(ARGV[2])
-local ea = lu + tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], 'lu', lu, 'ea', ea)
-redis.call('PEXPIREAT', KEYS[1], ea)
+${ABSOLUTE}
+local ttl = tonumber(ARGV[2]) + tonumber(ARGV[3])
+redis.call('SET', KEYS[1], '2 in_progress ' .. gen .. ' ' .. w .. ' ~' .. ARGV[3] .. ' ' .. ca .. ' - ' .. fl .. ' ' .. tl .. '\\n' .. string.sub(v, p), 'PX', ttl)
 return 1`,
 );
 
-/** complete(KEYS[1]; ARGV: token, encoded response, retentionMs, settle channel) → 1 stored, 0 fenced. */
+/**
+ * complete(KEYS[1]; ARGV: token, encoded response, retentionMs, settle channel) → 1 stored, 0 fenced.
+ * completedAt is retentionMs before the new expiry, i.e. Redis's clock now.
+ */
 export const COMPLETE = script(
   'complete',
   `${OWNED}
-${NOW}
-local ea = now + tonumber(ARGV[3])
-redis.call('HDEL', KEYS[1], 'tok')
-redis.call('HSET', KEYS[1], 'st', 'completed', 'co', now, 'ea', ea, 'resp', ARGV[2])
-redis.call('PEXPIREAT', KEYS[1], ea)
+${ABSOLUTE}
+redis.call('SET', KEYS[1], '2 completed ' .. gen .. ' 0 ' .. lu .. ' ' .. ca .. ' ~' .. ARGV[3] .. ' ' .. fl .. ' 0\\n' .. string.sub(v, p, p + fl - 1) .. ARGV[2], 'PX', ARGV[3])
 ${publish(4)}
 return 1`,
 );
@@ -103,11 +126,8 @@ return 1`,
 export const RELEASE = script(
   'release',
   `${OWNED}
-${NOW}
-local ea = now + tonumber(ARGV[2])
-redis.call('HDEL', KEYS[1], 'tok')
-redis.call('HSET', KEYS[1], 'st', 'released', 'ea', ea)
-redis.call('PEXPIREAT', KEYS[1], ea)
+${ABSOLUTE}
+redis.call('SET', KEYS[1], '2 released ' .. gen .. ' 0 ' .. lu .. ' ' .. ca .. ' - ' .. fl .. ' 0\\n' .. string.sub(v, p, p + fl - 1), 'PX', ARGV[2])
 ${publish(3)}
 return 1`,
 );
@@ -116,14 +136,14 @@ return 1`,
 export const MARK_UNCERTAIN = script(
   'markUncertain',
   `${OWNED}
-${NOW}
-local ea = now + tonumber(ARGV[2])
-redis.call('HDEL', KEYS[1], 'tok')
-redis.call('HSET', KEYS[1], 'st', 'uncertain', 'co', now, 'ea', ea)
-redis.call('PEXPIREAT', KEYS[1], ea)
+${ABSOLUTE}
+redis.call('SET', KEYS[1], '2 uncertain ' .. gen .. ' 0 ' .. lu .. ' ' .. ca .. ' ~' .. ARGV[2] .. ' ' .. fl .. ' 0\\n' .. string.sub(v, p, p + fl - 1), 'PX', ARGV[2])
 ${publish(3)}
 return 1`,
 );
 
-/** The fields `get()` reads with a plain HMGET (no script: one read needs no atomicity). */
-export const RECORD_FIELDS = ['st', 'fp', 'gen', 'lu', 'ea', 'ca', 'co', 'resp'] as const;
+/** get(KEYS[1]) → {record value or nil, expiresAt}: one atomic read for `get()`. */
+export const READ_RECORD = script(
+  'get',
+  `return {redis.call('GET', KEYS[1]), redis.call('PEXPIRETIME', KEYS[1])}`,
+);

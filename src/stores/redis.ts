@@ -1,17 +1,19 @@
 import { IdempotencyConfigError, StoreMisconfiguredError, StoreUnavailableError } from '../core/errors.js';
 import { withTimeout } from '../core/store-call.js';
 import { detectClient, type RedisArgument, type RedisClientLike } from './redis-clients.js';
+import { claimValue, formatError, parseRecord } from './redis-record.js';
 import {
   CLAIM,
   COMPLETE,
+  FORMAT_ERROR,
   HEARTBEAT,
   MARK_UNCERTAIN,
-  RECORD_FIELDS,
+  READ_RECORD,
   RELEASE,
   type RedisScript,
 } from './redis-scripts.js';
 import { type RedisSettleChannel, redisSettleChannel } from './redis-settle.js';
-import { decodeResponse, encodeResponse } from './response-codec.js';
+import { encodeResponse } from './response-codec.js';
 import { type ClaimResult, type IdempotencyStore, RecordState, type StoredRecord } from './types.js';
 
 export type {
@@ -61,8 +63,9 @@ export interface RedisStoreOptions {
 }
 
 /**
- * A store on Redis (standalone or Cluster): one Lua script per operation, deadlines from Redis
- * `TIME`, records as hashes that Redis expires at `expiresAt` (so `sweep` has nothing to do).
+ * A store on Redis (standalone or Cluster): a first claim is one `SET NX PX`, every other
+ * operation one Lua script; deadlines from Redis's clock; records are strings that Redis expires at
+ * `expiresAt` (so `sweep` has nothing to do). Record format: redis-record.ts.
  * @example
  * const idem = createIdempotency({ store: redisStore({ client }), secret: process.env.IDEMKIT_SECRET })
  */
@@ -96,10 +99,16 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
   // The braces make the whole engine key the hash tag: one slot per record in a Cluster.
   const recordKey = (key: string) => `${prefix}{${key}}`;
 
-  function command(op: string, key: string, args: RedisArgument[], onLate?: (reply: unknown) => void) {
+  function command(
+    op: string,
+    key: string,
+    args: RedisArgument[],
+    onLate?: (reply: unknown) => void,
+    timeoutMs = commandTimeoutMs,
+  ) {
     const call = () =>
-      sender.send(key, args).catch((error: unknown) => Promise.reject(unavailable(op, error)));
-    return withTimeout(`redis ${op}`, call, commandTimeoutMs, onLate);
+      sender.send(key, args).catch((error: unknown) => Promise.reject(failed(op, key, error)));
+    return withTimeout(`redis ${op}`, call, timeoutMs, onLate);
   }
 
   // EVALSHA first; a node that lost its script cache (restart, failover, SCRIPT FLUSH, a new
@@ -109,13 +118,14 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
     key: string,
     args: RedisArgument[],
     onLate?: (r: unknown) => void,
+    timeoutMs = commandTimeoutMs,
   ) {
     const rk = recordKey(key);
     try {
-      return await command(s.name, rk, ['EVALSHA', s.sha, '1', rk, ...args], onLate);
+      return await command(s.name, rk, ['EVALSHA', s.sha, '1', rk, ...args], onLate, timeoutMs);
     } catch (error) {
       if (!/NOSCRIPT/.test(messageOf((error as Error).cause))) throw error;
-      return command(s.name, rk, ['EVAL', s.source, '1', rk, ...args], onLate);
+      return command(s.name, rk, ['EVAL', s.source, '1', rk, ...args], onLate, timeoutMs);
     }
   }
 
@@ -143,15 +153,42 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
 
     // See the lease timeline above ClaimResult in types.ts; the predicate is in the CLAIM script.
     async claim(request): Promise<ClaimResult> {
-      const args = [request.fingerprint, request.token, String(request.leaseMs), String(request.retentionMs)];
+      // The whole claim answers within commandTimeoutMs, even when it takes two round trips.
+      const deadline = Date.now() + commandTimeoutMs;
       // A claim that lands after our timeout (a queued command on reconnect) holds the key for a
       // caller that already got a 503: give it back at once.
-      const releaseLate = (reply: unknown) => {
-        if (!Array.isArray(reply) || reply[0] !== 1) return;
+      const releaseLate = (granted: boolean) => {
+        if (!granted) return;
         const release = [request.token, String(request.retentionMs), settleChannel];
         evalScript(RELEASE, request.key, release).catch(() => {});
       };
-      const reply = await evalScript(CLAIM, request.key, args, releaseLate);
+      // Most keys are new: one plain SET NX, no script. Its TTL is the lease plus the orphan
+      // horizon, counted by Redis's clock (the record's times are offsets from that expiry).
+      const rk = recordKey(request.key);
+      const ttlMs = request.leaseMs + request.retentionMs;
+      const value = claimValue(request.fingerprint, request.token, request.retentionMs, ttlMs);
+      const first = await command('claim', rk, ['SET', rk, value, 'NX', 'PX', String(ttlMs)], (reply) =>
+        releaseLate(reply !== null && reply !== undefined),
+      );
+      if (first !== null && first !== undefined) {
+        await waitForReplicas(request.key);
+        return { outcome: 'acquired', generation: 1 };
+      }
+      // A record exists: the script decides (tombstone, expiry, lapsed lease) and reads it back.
+      const args = [
+        request.fingerprint,
+        request.token,
+        String(request.leaseMs),
+        String(request.retentionMs),
+        settleChannel ? '1' : '',
+      ];
+      const reply = await evalScript(
+        CLAIM,
+        request.key,
+        args,
+        (late) => releaseLate(Array.isArray(late) && late[0] === 1),
+        Math.max(1, deadline - Date.now()),
+      );
       if (!Array.isArray(reply)) throw unexpected('claim', reply);
       if (reply[0] === 1) {
         await waitForReplicas(request.key);
@@ -160,8 +197,8 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
           ? { outcome: 'acquired', generation }
           : { outcome: 'acquired', generation, takeover: true };
       }
-      const record = toRecord(request.key, reply.slice(1));
-      if (!record) throw unexpected('claim', reply);
+      if (!Buffer.isBuffer(reply[1])) throw unexpected('claim', reply);
+      const record = parseRecord(request.key, reply[1], toInt(reply[2]));
       return { outcome: record.state === RecordState.InProgress ? 'in_progress' : 'completed', record };
     },
 
@@ -183,10 +220,12 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
       : {}),
 
     async get(key: string): Promise<StoredRecord | undefined> {
-      const rk = recordKey(key);
-      const reply = await command('get', rk, ['HMGET', rk, ...RECORD_FIELDS]);
+      const reply = await evalScript(READ_RECORD, key, []);
       if (!Array.isArray(reply)) throw unexpected('get', reply);
-      return toRecord(key, reply);
+      const [value, expiresAt] = reply;
+      if (value === null || value === undefined) return undefined;
+      if (!Buffer.isBuffer(value)) throw unexpected('get', reply);
+      return parseRecord(key, value, toInt(expiresAt));
     },
 
     async delete(key: string): Promise<boolean> {
@@ -241,6 +280,15 @@ function unavailable(op: string, error: unknown): StoreUnavailableError {
   return new StoreUnavailableError(`redis ${op} failed: ${messageOf(error)}`, { cause: error });
 }
 
+/** A record of another format (an older idemkit's hash answers WRONGTYPE) is refused clearly. */
+function failed(op: string, recordKey: string, error: unknown): StoreUnavailableError {
+  const message = messageOf(error);
+  if (message.includes(FORMAT_ERROR) || message.includes('WRONGTYPE')) {
+    return Object.assign(formatError(recordKey), { cause: error });
+  }
+  return unavailable(op, error);
+}
+
 function unexpected(op: string, reply: unknown): StoreUnavailableError {
   return new StoreUnavailableError(`redis ${op} returned an unexpected reply: ${String(reply).slice(0, 80)}`);
 }
@@ -257,26 +305,6 @@ function toInt(value: unknown): number {
   if (!Number.isSafeInteger(n))
     throw new StoreUnavailableError(`redis returned a bad integer: ${String(value)}`);
   return n;
-}
-
-/** [st, fp, gen, lu, ea, ca, co, resp] as HMGET or the claim script returns them. */
-function toRecord(key: string, fields: unknown[]): StoredRecord | undefined {
-  const [st, fp, gen, lu, ea, ca, co, resp] = fields;
-  const state = text(st);
-  const fingerprint = text(fp);
-  if (state === undefined || fingerprint === undefined) return undefined;
-  const record: StoredRecord = {
-    key,
-    state: state as StoredRecord['state'],
-    fingerprint,
-    generation: toInt(gen),
-    leaseUntil: toInt(lu),
-    expiresAt: toInt(ea),
-    createdAt: toInt(ca),
-    completedAt: co === null || co === undefined ? null : toInt(co),
-  };
-  if (state === RecordState.Completed && resp instanceof Uint8Array) record.response = decodeResponse(resp);
-  return record;
 }
 
 /** CONFIG GET answers a flat array (RESP2) or a map (RESP3: an object or a Map). */

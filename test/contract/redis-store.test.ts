@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Cluster, Redis } from 'ioredis';
-import { IdempotencyConfigError, StoreMisconfiguredError } from '../../src/core/errors.js';
+import {
+  IdempotencyConfigError,
+  StoreMisconfiguredError,
+  StoreUnavailableError,
+} from '../../src/core/errors.js';
 import { redisStore } from '../../src/stores/redis.js';
 import { keySlot, type RedisClientLike } from '../../src/stores/redis-clients.js';
 import type { IdempotencyStore } from '../../src/stores/types.js';
@@ -64,6 +68,8 @@ for (const [name, client] of setups) {
   });
 }
 
+const RESPONSE = { status: 200, headers: [] as [string, string][], body: new Uint8Array() };
+
 describe('redis store', () => {
   const claim = (key: string) => ({
     key,
@@ -94,6 +100,36 @@ describe('redis store', () => {
     assert.deepEqual([raw, wrapped], [0, 1]);
     assert.ok(ttl > 119_000 && ttl <= 120_000, `pttl ${ttl}`);
     await store.delete('abc');
+  });
+
+  it('refuses a record it cannot read (an older hash record, a foreign value) with a clear 503, never a crash', async () => {
+    for (const client of [nodeRedis, ioredis] as RedisClientLike[]) {
+      const prefix = randomPrefix('format');
+      const store = redisStore({ client, prefix });
+      // The hash an earlier idemkit wrote, and a value something else wrote under the prefix.
+      await ioredis.hset(`${prefix}{old}`, {
+        st: 'completed',
+        fp: 'fp',
+        gen: '1',
+        lu: '1',
+        ea: '2',
+        ca: '1',
+      });
+      await ioredis.set(`${prefix}{foreign}`, 'hello');
+      const refused = { name: StoreUnavailableError.name, message: /not in idemkit record format/ };
+
+      for (const key of ['old', 'foreign']) {
+        await assert.rejects(store.claim(claim(key)), refused, `claim ${key}`);
+        await assert.rejects(store.get(key), refused, `get ${key}`);
+        await assert.rejects(
+          store.complete({ key, token: 't1', response: RESPONSE, retentionMs: 1_000 }),
+          refused,
+        );
+        // Deleting it (as the message says) frees the key.
+        assert.equal(await store.delete(key), true);
+        assert.equal((await store.claim(claim(key))).outcome, 'acquired');
+      }
+    }
   });
 
   it('falls back to EVAL when the server lost its scripts (NOSCRIPT), with both clients', async () => {
