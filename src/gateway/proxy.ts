@@ -1,10 +1,9 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { Pool } from 'undici';
+import { type Dispatcher, Pool } from 'undici';
 import type { EngineResponse } from '../core/response.js';
 import { createTrustedProxies, setForwardingHeaders } from './forwarded.js';
-import { RequestProgress, trackRequestStart, UpstreamError } from './upstream-outcome.js';
+import { UpstreamError } from './upstream-outcome.js';
 
 /**
  * Hop-by-hop fields (RFC 9110 §7.6.1): they describe one connection, so a proxy never forwards
@@ -69,7 +68,6 @@ export function createUpstream(
     bodyTimeout: timeoutMs,
     connectTimeout: Math.min(timeoutMs, 10_000),
   });
-  const dispatcher = pool.compose(trackRequestStart);
 
   function requestHeaders(
     req: IncomingMessage,
@@ -84,46 +82,143 @@ export function createUpstream(
   }
 
   return {
-    async forward(req, target, body, key, budget) {
-      const progress = new RequestProgress();
-      try {
-        const response = await dispatcher.request({
-          path: basePath + target,
-          method: req.method as 'POST',
-          headers: requestHeaders(req, key),
-          body: body.byteLength > 0 ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : null,
-          opaque: progress,
-        });
-        const head = { status: response.statusCode, headers: responseHeaderList(response.headers) };
-        const read = await readWithinBudget(response.body, budget);
-        if (read.bytes) return { response: { ...head, body: read.bytes } };
-        const length = response.headers['content-length'];
-        return {
-          response: { ...head, body: new Uint8Array(0), bodyOmitted: true },
-          stream: read.stream,
-          ...(typeof length === 'string' && /^\d+$/.test(length) ? { contentLength: length } : {}),
-        };
-      } catch (error) {
-        // Read `sent` only now: an error raised while undici builds the request (a header it
-        // refuses) comes before it, and so does every connect failure.
-        throw new UpstreamError(error, progress.sent);
-      }
+    forward(req, target, body, key, budget) {
+      return new Promise<UpstreamAnswer>((resolve, reject) => {
+        // Straight on the pool with a handler of our own: `request()` would add a body stream, an
+        // async iterator over it and a header round trip through its legacy handler API per request.
+        const reader = new AnswerReader(budget, resolve, reject);
+        try {
+          pool.dispatch(
+            {
+              path: basePath + target,
+              method: req.method as 'POST',
+              headers: requestHeaders(req, key),
+              body: body.byteLength > 0 ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : null,
+            },
+            reader,
+          );
+        } catch (error) {
+          reader.onResponseError(undefined, error as Error);
+        }
+      });
     },
 
     async streamThrough(req, res, target) {
       const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
-      const response = await pool.request({
-        path: basePath + target,
-        method: (req.method ?? 'GET') as 'GET',
-        headers: requestHeaders(req, null),
-        body: hasBody ? req : null,
-      });
-      res.writeHead(response.statusCode, groupHeaders(responseHeaderList(response.headers)));
-      await pipeline(response.body, res);
+      // `stream()` writes the answer into `res` and ends it: no pipeline(), whose AbortController
+      // and AbortError per request cost about as much as the rest of the pass-through.
+      await pool.stream(
+        {
+          path: basePath + target,
+          method: (req.method ?? 'GET') as 'GET',
+          headers: requestHeaders(req, null),
+          body: hasBody ? req : null,
+        },
+        ({ statusCode, headers }) => {
+          res.writeHead(statusCode, flatHeaders(responseHeaderList(headers)));
+          return res;
+        },
+      );
     },
 
     close: () => pool.close(),
   };
+}
+
+/**
+ * One covered request's answer, read off undici's dispatch callbacks. Up to `budget` bytes the
+ * body is collected and the promise resolves once it has ended; past the budget the promise
+ * resolves with a stream that carries the chunks read so far and then the rest, pausing the
+ * upstream socket while nobody reads it (backpressure).
+ */
+class AnswerReader implements Dispatcher.DispatchHandler {
+  /** undici started writing the request on a connected socket: from here on it may have acted. */
+  private sent = false;
+  private status = 0;
+  private headers: [string, string][] = [];
+  private contentLength: string | undefined;
+  private chunks: Buffer[] = [];
+  private total = 0;
+  private stream: Readable | undefined;
+  private ended = false;
+  private readonly budget: number;
+  private readonly resolve: (answer: UpstreamAnswer) => void;
+  private readonly reject: (error: UpstreamError) => void;
+
+  constructor(
+    budget: number,
+    resolve: (answer: UpstreamAnswer) => void,
+    reject: (error: UpstreamError) => void,
+  ) {
+    this.budget = budget;
+    this.resolve = resolve;
+    this.reject = reject;
+  }
+
+  onRequestStart(): void {
+    this.sent = true;
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders) {
+    // 1xx interim answers are not passed on (as undici's request() does); the final one follows.
+    if (status < 200) return;
+    this.status = status;
+    this.headers = responseHeaderList(headers);
+    const length = headers['content-length'];
+    if (typeof length === 'string' && /^\d+$/.test(length)) this.contentLength = length;
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.stream) {
+      if (!this.stream.push(chunk)) controller.pause();
+      return;
+    }
+    this.chunks.push(chunk);
+    this.total += chunk.length;
+    if (this.total > this.budget) this.startStreaming(controller);
+  }
+
+  onResponseEnd(): void {
+    this.ended = true;
+    if (this.stream) {
+      this.stream.push(null);
+      return;
+    }
+    const { chunks, total } = this;
+    // A copy, also of a single chunk: that is a view of the socket read, which holds the answer's
+    // head too, and the store may keep the body for a day.
+    const body = Buffer.concat(chunks, total);
+    this.resolve({ response: { status: this.status, headers: this.headers, body } });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | undefined, error: Error): void {
+    this.ended = true;
+    // Mid-stream: the one reading the stream learns of it (the answer's head is already out).
+    if (this.stream) this.stream.destroy(error);
+    // Read `sent` only now: an error raised while undici builds the request (a header it
+    // refuses) comes before it, and so does every connect failure.
+    else this.reject(new UpstreamError(error, this.sent));
+  }
+
+  private startStreaming(controller: Dispatcher.DispatchController): void {
+    const stream = new Readable({
+      read: () => controller.resume(),
+      destroy: (error, callback) => {
+        // Destroyed before the end (client gone, commit refused): drop the upstream answer too.
+        if (!this.ended) controller.abort(error ?? new Error('the streamed answer was abandoned'));
+        callback(error);
+      },
+    });
+    this.stream = stream;
+    let more = true;
+    for (const chunk of this.chunks.splice(0)) more = stream.push(chunk);
+    if (!more) controller.pause();
+    this.resolve({
+      response: { status: this.status, headers: this.headers, body: new Uint8Array(0), bodyOmitted: true },
+      stream,
+      ...(this.contentLength === undefined ? {} : { contentLength: this.contentLength }),
+    });
+  }
 }
 
 /** Field names a Connection header lists (hop-by-hop too); none in the common case. */
@@ -165,47 +260,16 @@ function responseHeaderList(headers: Record<string, string | string[] | undefine
   return list;
 }
 
-/** `[name, value][]` → the record node's writeHead wants, repeated names as arrays. */
-export function groupHeaders(list: readonly [string, string][]): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const [name, value] of list) {
-    const prior = out[name];
-    out[name] = prior === undefined ? value : Array.isArray(prior) ? [...prior, value] : [prior, value];
+/**
+ * `[name, value][]` → the flat `[name, value, name, value, …]` list node's `writeHead` takes as is:
+ * repeated names stay separate field lines, and no record is built per answer.
+ */
+export function flatHeaders(list: readonly [string, string][]): string[] {
+  const out: string[] = new Array(list.length * 2);
+  for (let i = 0; i < list.length; i++) {
+    const [name, value] = list[i] as [string, string];
+    out[2 * i] = name;
+    out[2 * i + 1] = value;
   }
   return out;
-}
-
-/**
- * Reads a body until it ends or passes `budget` bytes. Past the budget nothing more is pulled
- * until someone reads `stream`: the chunks read so far, then the rest (undici pauses the socket
- * meanwhile). Destroying `stream` early abandons the upstream answer and closes its connection.
- */
-async function readWithinBudget(
-  body: Readable,
-  budget: number,
-): Promise<{ bytes: Uint8Array; stream?: undefined } | { bytes?: undefined; stream: Readable }> {
-  const iterator: AsyncIterator<Buffer> = body[Symbol.asyncIterator]();
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for (;;) {
-    const next = await iterator.next();
-    if (next.done) return { bytes: Buffer.concat(chunks, total) };
-    chunks.push(next.value);
-    total += next.value.length;
-    if (total > budget) {
-      const stream = Readable.from(readOn(chunks, iterator), { objectMode: false });
-      // Destroyed before the end (client gone, commit refused): drop the upstream answer too.
-      stream.once('close', () => body.readableEnded || body.destroy());
-      return { stream };
-    }
-  }
-}
-
-async function* readOn(head: Buffer[], iterator: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
-  yield* head.splice(0);
-  for (;;) {
-    const next = await iterator.next();
-    if (next.done) return;
-    yield next.value;
-  }
 }

@@ -10,7 +10,7 @@ import { createGatewayServer, listen } from './listener.js';
 import { createGatewayMetrics } from './metrics.js';
 import { normalizeTarget } from './path.js';
 import { createPrincipalResolver, describePrincipal, refusingUnusableCredentials } from './principal.js';
-import { createUpstream, groupHeaders, type UpstreamAnswer } from './proxy.js';
+import { createUpstream, flatHeaders, type UpstreamAnswer } from './proxy.js';
 import { coveredMethods, createRouteMatcher, type ResolvedRoute } from './routes.js';
 import type { GatewayLogger, RunningGateway, StartGatewayOptions } from './types.js';
 import { describeCause, UpstreamError, upstreamClassifier } from './upstream-outcome.js';
@@ -189,8 +189,8 @@ export async function startGateway({
   /** The upstream's answer: buffered in one write, or its head and then its streamed body. */
   async function sendAnswer(res: ServerResponse, response: EngineResponse, answer: UpstreamAnswer) {
     if (!answer.stream) return send(res, response);
-    const headers = groupHeaders(response.headers);
-    if (answer.contentLength !== undefined) headers['content-length'] = answer.contentLength;
+    const headers = flatHeaders(response.headers);
+    if (answer.contentLength !== undefined) headers.push('content-length', answer.contentLength);
     res.writeHead(response.status, headers);
     try {
       await pipeline(answer.stream, res);
@@ -273,10 +273,11 @@ export async function startGateway({
   };
 }
 
+/** One writeHead with a flat header list, one end with the body: no header record per answer. */
 function send(res: ServerResponse, response: EngineResponse, closeConnection = false): void {
-  const headers = groupHeaders(response.headers);
-  if (!isNullBodyStatus(response.status)) headers['content-length'] = String(response.body.byteLength);
-  if (closeConnection) headers.connection = 'close';
+  const headers = flatHeaders(response.headers);
+  if (!isNullBodyStatus(response.status)) headers.push('content-length', String(response.body.byteLength));
+  if (closeConnection) headers.push('connection', 'close');
   res.writeHead(response.status, headers);
   res.end(response.body);
 }

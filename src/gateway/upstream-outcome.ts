@@ -1,4 +1,3 @@
-import type { Dispatcher } from 'undici';
 import { errors } from 'undici';
 import { IdempotencyError } from '../core/errors.js';
 import { type Disposition, defaultClassify } from '../core/options.js';
@@ -7,36 +6,11 @@ import type { EngineResponse } from '../core/response.js';
 /*
  * Did the upstream possibly act? That decides whether a failed covered request frees its key.
  * undici calls a dispatch handler's `onRequestStart` right before it writes the request on a
- * connected socket (client-h1 writeH1 → request.onConnect). Every error raised before that —
- * connection refused, DNS failure, connect timeout, a header undici refuses while building the
- * request — provably sent nothing. Everything after it may have reached the upstream.
+ * connected socket (client-h1 writeH1 → request.onConnect); proxy.ts's answer reader records it.
+ * Every error raised before that — connection refused, DNS failure, connect timeout, a header
+ * undici refuses while building the request — provably sent nothing. Everything after it may
+ * have reached the upstream.
  */
-
-/** Passed as the request's `opaque`; `sent` turns true when undici starts writing the request. */
-export class RequestProgress {
-  sent = false;
-}
-
-/** A dispatcher interceptor that marks a request's `RequestProgress` as sent. */
-export const trackRequestStart: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (opts, handler) => {
-  // `request()` hands its options, `opaque` included, to dispatch; the type names only dispatch's.
-  const { opaque } = opts as { opaque?: unknown };
-  const progress = opaque instanceof RequestProgress ? opaque : undefined;
-  if (!progress) return dispatch(opts, handler);
-  return dispatch(opts, {
-    onRequestStart(controller, context) {
-      progress.sent = true;
-      handler.onRequestStart?.(controller, context);
-    },
-    onRequestUpgrade: (controller, status, headers, socket) =>
-      handler.onRequestUpgrade?.(controller, status, headers, socket),
-    onResponseStart: (controller, status, headers, message) =>
-      handler.onResponseStart?.(controller, status, headers, message),
-    onResponseData: (controller, chunk) => handler.onResponseData?.(controller, chunk),
-    onResponseEnd: (controller, trailers) => handler.onResponseEnd?.(controller, trailers),
-    onResponseError: (controller, error) => handler.onResponseError?.(controller, error),
-  });
-};
 
 /** An upstream failure, with whether the request may have reached the upstream. */
 export class UpstreamError extends IdempotencyError {
