@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createClient } from '@redis/client';
 import { Redis } from 'ioredis';
@@ -9,10 +12,12 @@ import { statements } from '../src/stores/postgres-sql.js';
 import { redisStore } from '../src/stores/redis.js';
 import { CLAIM, COMPLETE } from '../src/stores/redis-scripts.js';
 import { encodeResponse } from '../src/stores/response-codec.js';
+import { sqliteStore } from '../src/stores/sqlite.js';
 import type { IdempotencyStore, StoredResponse } from '../src/stores/types.js';
+import { type RawSqlitePair, rawSqliteAutocommit } from './lib/raw-sqlite.js';
 
 /*
- * `npm run bench -- stores [--rounds 3] [--pg-pairs 4000] [--redis-pairs 20000] [--only postgres|redis]`
+ * `npm run bench -- stores [--rounds 3] [--pg-pairs 4000] [--redis-pairs 20000] [--only postgres|redis|sqlite] [--sqlite-pairs 4000]`
  * claim + complete per second through each idemkit store, next to the raw driver sending the same
  * statements (same SQL text and prepared-statement names; same Lua scripts by EVALSHA) in the same
  * run. Variants are interleaved round by round; the table shows medians over rounds, the ratio to
@@ -34,6 +39,8 @@ interface Pair {
 
 interface Sample {
   opsPerSecond: number;
+  /** This process's CPU (user + system) per claim + complete, µs. */
+  cpuUsPerPair: number;
   claimMs: number[];
   completeMs: number[];
 }
@@ -55,8 +62,15 @@ async function measure(pair: Pair, pairs: number, run: string): Promise<Sample> 
     }
   }
   const started = performance.now();
+  const cpu = process.cpuUsage();
   await Promise.all(Array.from({ length: LANES }, lane));
-  return { opsPerSecond: pairs / ((performance.now() - started) / 1000), claimMs, completeMs };
+  const used = process.cpuUsage(cpu);
+  return {
+    opsPerSecond: pairs / ((performance.now() - started) / 1000),
+    cpuUsPerPair: (used.user + used.system) / pairs,
+    claimMs,
+    completeMs,
+  };
 }
 
 const viaStore = (store: IdempotencyStore): Pair => ({
@@ -71,6 +85,14 @@ function rawPostgres(pool: pg.Pool, table: string): Pair {
     claim: (key, token) => pool.query({ ...sql.claim, values: [key, 'fp', token, 30_000, 60_000, '200ms'] }),
     complete: (key, token) =>
       pool.query({ ...sql.complete, values: [key, token, encodeResponse(RESPONSE), 60_000] }),
+  };
+}
+
+function rawSqlite(raw: RawSqlitePair): Pair {
+  const blob = encodeResponse(RESPONSE);
+  return {
+    claim: async (key, token) => raw.claim(key, token, 'fp'),
+    complete: async (key, token) => raw.complete(key, token, blob),
   };
 }
 
@@ -103,7 +125,7 @@ export async function run(argv: string[] = []): Promise<void> {
   const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1] : undefined;
   const groups: { name: string; pairs: number; variants: [string, Pair][]; close(): Promise<void> }[] = [];
 
-  if (only !== 'redis') {
+  if (only === undefined || only === 'postgres') {
     const pool = new pg.Pool({
       connectionString: process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
       max: 10,
@@ -123,7 +145,7 @@ export async function run(argv: string[] = []): Promise<void> {
       },
     });
   }
-  if (only !== 'postgres') {
+  if (only === undefined || only === 'redis') {
     const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
     const nodeRedis = createClient({ url });
     await nodeRedis.connect();
@@ -147,6 +169,32 @@ export async function run(argv: string[] = []): Promise<void> {
     });
   }
 
+  if (only === undefined || only === 'sqlite') {
+    const dir = mkdtempSync(join(tmpdir(), 'idemkit-bench-stores-'));
+    const raws = (['FULL', 'NORMAL'] as const).map((mode) =>
+      rawSqliteAutocommit(join(dir, `raw-${mode}.db`), mode),
+    );
+    const stores = (['FULL', 'NORMAL'] as const).map((synchronous) =>
+      sqliteStore({ path: join(dir, `store-${synchronous}.db`) }, { synchronous }),
+    );
+    groups.push({
+      name: 'sqlite',
+      pairs: flag(argv, 'sqlite-pairs', 4_000),
+      // Each store line's "vs raw" is against the raw line above it (same synchronous mode).
+      variants: [
+        ['raw better-sqlite3 FULL, autocommit each', rawSqlite(raws[0] as RawSqlitePair)],
+        ['idemkit sqliteStore FULL', viaStore(stores[0] as IdempotencyStore)],
+        ['raw better-sqlite3 NORMAL, autocommit each', rawSqlite(raws[1] as RawSqlitePair)],
+        ['idemkit sqliteStore NORMAL', viaStore(stores[1] as IdempotencyStore)],
+      ],
+      async close() {
+        for (const raw of raws) raw.close();
+        for (const store of stores) await store.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    });
+  }
+
   const samples = new Map<string, Sample[]>();
   for (const group of groups) {
     // A warm-up round fills pg's per-connection statement caches and JIT-compiles both paths.
@@ -166,9 +214,9 @@ export async function run(argv: string[] = []): Promise<void> {
 
   console.log(`\nclaim + complete, ${LANES} in flight, median of ${rounds} interleaved rounds\n`);
   console.log(
-    '| variant | pairs/s | vs raw | claim p50 ms | claim p99 ms | complete p50 ms | complete p99 ms |',
+    '| variant | pairs/s | vs raw | CPU µs/pair | claim p50 ms | claim p99 ms | complete p50 ms | complete p99 ms |',
   );
-  console.log('|---|---:|---:|---:|---:|---:|---:|');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const group of groups) {
     let raw = Number.NaN;
     for (const [name] of group.variants) {
@@ -181,6 +229,7 @@ export async function run(argv: string[] = []): Promise<void> {
         name,
         Math.round(ops).toLocaleString('en-US'),
         name.startsWith('raw') ? '1.00×' : `${(ops / raw).toFixed(2)}×`,
+        median(s.map((x) => x.cpuUsPerPair)).toFixed(1),
         ...[
           percentile(claims, 50),
           percentile(claims, 99),

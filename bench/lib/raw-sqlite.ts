@@ -106,3 +106,37 @@ function timeMode(path: string, synchronous: 'FULL' | 'NORMAL', limits: RawLimit
     db.close();
   }
 }
+
+/**
+ * For `bench stores`: the same two statements on a fresh WAL file with the store's pragmas, each
+ * its own autocommit (one fsync each at FULL), called directly: what the store did before group
+ * commit, and what any store without batching pays per claim + completion.
+ */
+export interface RawSqlitePair {
+  claim(key: string, token: string, fingerprint: string): void;
+  complete(key: string, token: string, response: Uint8Array): void;
+  close(): void;
+}
+
+export function rawSqliteAutocommit(path: string, synchronous: 'FULL' | 'NORMAL'): RawSqlitePair {
+  const db = new Database(path, { timeout: 50 });
+  db.exec(`PRAGMA synchronous = ${synchronous}`);
+  db.prepare('PRAGMA journal_mode = WAL').get();
+  db.exec(schemaSql(TABLE));
+  const sql = statementSql(TABLE);
+  const claim = db.prepare(sql.claim);
+  const complete = db.prepare(sql.complete);
+  return {
+    claim(key: string, token: string, fingerprint: string): void {
+      const now = Date.now();
+      claim.get({ key, fingerprint, token, leaseUntil: now + 30_000, expiresAt: now + 90_000, now });
+    },
+    complete(key: string, token: string, response: Uint8Array): void {
+      const now = Date.now();
+      complete.run({ key, token, now, expiresAt: now + 60_000, response });
+    },
+    close: () => {
+      db.close();
+    },
+  };
+}
