@@ -43,6 +43,35 @@ export function invalidProxyEntry(entry: string): string | undefined {
   return undefined;
 }
 
+/** What a connection's peer is, worked out once per socket (keep-alive reuses it). */
+interface Peer {
+  address: string;
+  proto: string;
+  trusted: boolean;
+  /** The last Forwarded element built on this connection, and the Host it was built for. */
+  host?: string | undefined;
+  element?: string;
+}
+const peers = new WeakMap<object, Peer>();
+
+function peerOf(req: IncomingMessage, trusted: BlockList | undefined): Peer {
+  const socket = req.socket;
+  let peer = peers.get(socket);
+  if (peer === undefined) {
+    const address = unmapped(socket.remoteAddress ?? '');
+    peer = {
+      address,
+      proto: 'encrypted' in socket ? 'https' : 'http',
+      trusted:
+        trusted !== undefined &&
+        address !== '' &&
+        trusted.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4'),
+    };
+    peers.set(socket, peer);
+  }
+  return peer;
+}
+
 /**
  * Rewrites `headers` (already filtered of hop-by-hop fields) with the forwarding headers the
  * upstream should see: from a trusted peer the chain it sent plus this hop; from anyone else only
@@ -53,22 +82,23 @@ export function setForwardingHeaders(
   headers: Record<string, string | string[]>,
   trusted: BlockList | undefined,
 ): void {
-  const peer = unmapped(req.socket.remoteAddress ?? '');
-  const proto = 'encrypted' in req.socket ? 'https' : 'http';
+  const peer = peerOf(req, trusted);
   const host = req.headers.host;
-  const fromTrusted =
-    trusted !== undefined && peer !== '' && trusted.check(peer, isIP(peer) === 6 ? 'ipv6' : 'ipv4');
-  const prior = fromTrusted
+  const prior = peer.trusted
     ? { xff: req.headers['x-forwarded-for'], forwarded: req.headers.forwarded }
     : { xff: undefined, forwarded: undefined };
-  if (!fromTrusted) {
-    for (const name of Object.keys(headers))
+  if (!peer.trusted) {
+    for (const name in headers)
       if (name.startsWith('x-forwarded-') || CLIENT_CLAIMS.includes(name)) delete headers[name];
   }
-  headers['x-forwarded-for'] = prior.xff ? `${prior.xff}, ${peer}` : peer;
-  headers['x-forwarded-proto'] ??= proto;
+  headers['x-forwarded-for'] = prior.xff ? `${prior.xff}, ${peer.address}` : peer.address;
+  headers['x-forwarded-proto'] ??= peer.proto;
   if (host !== undefined) headers['x-forwarded-host'] ??= host;
-  const hop = forwardedElement(peer, proto, host);
+  if (peer.element === undefined || peer.host !== host) {
+    peer.element = forwardedElement(peer.address, peer.proto, host);
+    peer.host = host;
+  }
+  const hop = peer.element;
   headers.forwarded = prior.forwarded ? `${prior.forwarded}, ${hop}` : hop;
 }
 

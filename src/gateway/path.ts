@@ -46,6 +46,19 @@ export function normalizeTarget(target: string, options: PathOptions): TargetRes
   const query = mark < 0 ? '' : target.slice(mark + 1);
   if (!QUERY.test(query) || query.includes('#')) return refuse('the query holds characters a URL may not');
 
+  // Most paths are plain (no escape, `;`, `.` or `//`): already in the one spelling.
+  const normalised = PLAIN_PATH.test(rawPath) && !rawPath.includes('//') ? rawPath : normalizePath(rawPath);
+  if (typeof normalised !== 'string') return normalised;
+  let path = normalised;
+  if (options.foldTrailingSlash && path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
+  if (options.foldCase) path = foldCase(path);
+  return { ok: true, path, query, target: mark < 0 ? path : `${path}?${query}` };
+}
+
+const PLAIN_PATH = /^[A-Za-z0-9\-_~!$&'()*+,=:@/]+$/;
+
+/** The escape-decoding, segment-checking pass: the path, or the refusal. */
+function normalizePath(rawPath: string): string | TargetResult {
   let path = '';
   for (let i = 0; i < rawPath.length; i++) {
     const c = rawPath.charAt(i);
@@ -72,9 +85,7 @@ export function normalizeTarget(target: string, options: PathOptions): TargetRes
     // The last segment may be empty: that is the trailing slash.
     if (segment === '' && i < segments.length - 1) return refuse('empty path segments (//) are not accepted');
   }
-  if (options.foldTrailingSlash && path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
-  if (options.foldCase) path = foldCase(path);
-  return { ok: true, path, query, target: mark < 0 ? path : `${path}?${query}` };
+  return path;
 }
 
 /** Lowercases letters but not escapes: `%C3` stays upper case, as normalisation writes it. */

@@ -296,7 +296,10 @@ function readLimited(req: IncomingMessage, maxBytes: number): Promise<Uint8Array
         resolve(undefined);
       } else chunks.push(chunk);
     });
-    req.once('end', () => resolve(Buffer.concat(chunks, total)));
+    // One chunk (the common small body) is used as it is: only hashed and forwarded, never stored.
+    req.once('end', () =>
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total)),
+    );
     req.once('error', reject);
   });
 }

@@ -29,6 +29,22 @@ describe('gateway request path', () => {
     assert.equal(root.ok && root.path, '/');
   });
 
+  it('a plain path (no escape, ;, . or //) is taken as it is, folds and query included', () => {
+    assert.deepEqual(normalizeTarget("/Orders/A-1_~x!$&'()*+,=:@/?q=%2F", FOLDED), {
+      ok: true,
+      path: "/orders/a-1_~x!$&'()*+,=:@",
+      query: 'q=%2F',
+      target: "/orders/a-1_~x!$&'()*+,=:@?q=%2F",
+    });
+    assert.deepEqual(normalizeTarget('/orders', STRICT), {
+      ok: true,
+      path: '/orders',
+      query: '',
+      target: '/orders',
+    });
+    assert.equal(normalizeTarget('/orders//', STRICT).ok, false);
+  });
+
   it('route patterns are normalised like paths, * kept', () => {
     assert.equal(normalizePattern('/%63harges/*/', STRICT), '/charges/*/');
     assert.equal(normalizePattern('/Orders/*/', FOLDED), '/orders/*');
