@@ -10,16 +10,16 @@ import { migrate, postgresStore } from '../src/stores/postgres.js';
 import { tableName } from '../src/stores/postgres-schema.js';
 import { statements } from '../src/stores/postgres-sql.js';
 import { redisStore } from '../src/stores/redis.js';
-import { CLAIM, COMPLETE } from '../src/stores/redis-scripts.js';
 import { encodeResponse } from '../src/stores/response-codec.js';
 import { sqliteStore } from '../src/stores/sqlite.js';
 import type { IdempotencyStore, StoredResponse } from '../src/stores/types.js';
 import { type RawSqlitePair, rawSqliteAutocommit } from './lib/raw-sqlite.js';
+import { runRedisServerCpu } from './lib/redis-cpu.js';
 
 /*
  * `npm run bench -- stores [--rounds 3] [--pg-pairs 4000] [--redis-pairs 20000] [--only postgres|redis|sqlite] [--sqlite-pairs 4000]`
  * claim + complete per second through each idemkit store, next to the raw driver sending the same
- * statements (same SQL text and prepared-statement names; same Lua scripts by EVALSHA) in the same
+ * statements (same SQL text and prepared-statement names; for Redis, plain SET NX + SET XX) in the same
  * run. Variants are interleaved round by round; the table shows medians over rounds, the ratio to
  * the raw baseline, and p50/p99 of each operation (all rounds pooled). 50 calls in flight, pg pool of
  * 10, one Redis connection, as in dependencies.md's ceilings.
@@ -96,12 +96,13 @@ function rawSqlite(raw: RawSqlitePair): Pair {
   };
 }
 
+// The least a Redis store could send: a plain SET NX PX to claim, SET XX PX to complete.
 function rawRedis(send: (args: (string | Buffer)[]) => Promise<unknown>, prefix: string): Pair {
   const blob = Buffer.from(encodeResponse(RESPONSE));
   const k = (key: string) => `${prefix}{${key}}`;
   return {
-    claim: (key, token) => send(['EVALSHA', CLAIM.sha, '1', k(key), 'fp', token, '30000', '60000']),
-    complete: (key, token) => send(['EVALSHA', COMPLETE.sha, '1', k(key), token, blob, '60000']),
+    claim: (key, token) => send(['SET', k(key), token, 'NX', 'PX', '90000']),
+    complete: (key) => send(['SET', k(key), blob, 'XX', 'PX', '60000']),
   };
 }
 
@@ -151,15 +152,16 @@ export async function run(argv: string[] = []): Promise<void> {
     await nodeRedis.connect();
     const ioredis = new Redis(url);
     const prefix = `idemkit-bench:${randomBytes(4).toString('hex')}:`;
-    await nodeRedis.sendCommand(['SCRIPT', 'LOAD', CLAIM.source]);
-    await nodeRedis.sendCommand(['SCRIPT', 'LOAD', COMPLETE.source]);
     groups.push({
       name: 'redis',
       pairs: flag(argv, 'redis-pairs', 20_000),
       variants: [
-        ['raw node-redis EVALSHA', rawRedis((args) => nodeRedis.sendCommand(args), prefix)],
+        ['raw node-redis SET NX + SET XX', rawRedis((args) => nodeRedis.sendCommand(args), prefix)],
         ['idemkit redisStore (node-redis)', viaStore(redisStore({ client: nodeRedis, prefix }))],
-        ['raw ioredis EVALSHA', rawRedis(([c, ...rest]) => ioredis.callBuffer(String(c), rest), prefix)],
+        [
+          'raw ioredis SET NX + SET XX',
+          rawRedis(([c, ...rest]) => ioredis.callBuffer(String(c), rest), prefix),
+        ],
         ['idemkit redisStore (ioredis)', viaStore(redisStore({ client: ioredis, prefix }))],
       ],
       async close() {
@@ -240,6 +242,9 @@ export async function run(argv: string[] = []): Promise<void> {
       console.log(`| ${cells.join(' | ')} |`);
     }
   }
+  // Redis server CPU per pair, on a private server: the cost that bounds one Redis core.
+  if (only === undefined || only === 'redis')
+    await runRedisServerCpu(flag(argv, 'redis-pairs', 20_000), rounds);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await run(process.argv.slice(2));
