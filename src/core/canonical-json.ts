@@ -20,6 +20,8 @@ class NotCanonical extends Error {}
 
 export function canonicalJson(text: string, excludeFields: readonly string[] = []): string | undefined {
   try {
+    // Nothing to leave out (the usual case): one pass that writes the canonical text directly.
+    if (excludeFields.length === 0) return new Canonicalizer(text).document();
     const parser = new Parser(text);
     const root = parser.parseDocument();
     for (const path of excludeFields) removePath(root, path.split('.'));
@@ -184,3 +186,279 @@ class Parser {
     }
   }
 }
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+/**
+ * Canonical JSON in one pass, without a tree: the same output as `serialize(Parser…)`, and the
+ * same refusals. Scalars are copied from the source when their text is already canonical (a
+ * string without escapes, a number, a literal); an object whose keys arrive sorted is joined in
+ * order, and only an unsorted one is sorted. Object keys compare as UTF-16 code units, like
+ * `Array.prototype.sort`, which is what stored fingerprints were made with.
+ */
+class Canonicalizer {
+  private pos = 0;
+  private readonly text: string;
+  /** The decoded text of the last string scanned (object keys need it for order and duplicates). */
+  private decoded = '';
+
+  constructor(text: string) {
+    this.text = text;
+  }
+
+  document(): string {
+    const out = this.value(0);
+    this.ws();
+    if (this.pos !== this.text.length) throw new NotCanonical();
+    return out;
+  }
+
+  private ws(): void {
+    const text = this.text;
+    let pos = this.pos;
+    while (pos < text.length) {
+      const c = text.charCodeAt(pos);
+      if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) break;
+      pos++;
+    }
+    this.pos = pos;
+  }
+
+  private value(depth: number): string {
+    if (depth > MAX_DEPTH) throw new NotCanonical();
+    this.ws();
+    const c = this.text.charCodeAt(this.pos);
+    if (c === 0x7b) return this.object(depth);
+    if (c === 0x5b) return this.array(depth);
+    if (c === QUOTE) return this.string();
+    for (const word of LITERALS) {
+      if (this.text.startsWith(word, this.pos)) {
+        this.pos += word.length;
+        return word;
+      }
+    }
+    return this.number();
+  }
+
+  /** A string literal in canonical form; its decoded value is left in `decoded`. */
+  private string(): string {
+    const text = this.text;
+    const start = this.pos;
+    let pos = start + 1;
+    let plain = true;
+    for (;;) {
+      if (pos >= text.length) throw new NotCanonical();
+      const c = text.charCodeAt(pos);
+      if (c === QUOTE) break;
+      if (c < 0x20) throw new NotCanonical();
+      if (c === BACKSLASH) {
+        plain = false;
+        const e = text.charCodeAt(pos + 1);
+        if (e === 0x75) {
+          if (!HEX4.test(text.slice(pos + 2, pos + 6))) throw new NotCanonical();
+          pos += 6;
+          continue;
+        }
+        if (!SIMPLE_ESCAPES.has(e)) throw new NotCanonical();
+        pos += 2;
+        continue;
+      }
+      // A lone surrogate is written escaped by JSON.stringify: let it normalise this string.
+      if (c >= 0xd800 && c <= 0xdfff) plain = false;
+      pos++;
+    }
+    this.pos = pos + 1;
+    const literal = text.slice(start, pos + 1);
+    if (plain) {
+      this.decoded = literal.slice(1, -1);
+      return literal;
+    }
+    this.decoded = JSON.parse(literal) as string;
+    return JSON.stringify(this.decoded);
+  }
+
+  private number(): string {
+    NUMBER.lastIndex = this.pos;
+    const m = NUMBER.exec(this.text);
+    if (!m) throw new NotCanonical();
+    this.pos += m[0].length;
+    return m[0];
+  }
+
+  private object(depth: number): string {
+    this.pos++;
+    this.ws();
+    if (this.text.charCodeAt(this.pos) === 0x7d) {
+      this.pos++;
+      return '{}';
+    }
+    const keys: string[] = [];
+    const members: string[] = [];
+    let sorted = true;
+    for (;;) {
+      this.ws();
+      if (this.text.charCodeAt(this.pos) !== QUOTE) throw new NotCanonical();
+      const literal = this.string();
+      const key = this.decoded;
+      this.ws();
+      if (this.text.charCodeAt(this.pos++) !== 0x3a) throw new NotCanonical();
+      const last = keys.length > 0 ? (keys[keys.length - 1] as string) : undefined;
+      if (last !== undefined && !(last < key)) sorted = false;
+      keys.push(key);
+      members.push(`${literal}:${this.value(depth + 1)}`);
+      this.ws();
+      const next = this.text.charCodeAt(this.pos++);
+      if (next === 0x7d) break;
+      if (next !== 0x2c) throw new NotCanonical();
+    }
+    if (sorted) return `{${members.join(',')}}`;
+    const order = keys.map((_, i) => i).sort((a, b) => compareUnits(keys[a] as string, keys[b] as string));
+    for (let i = 1; i < order.length; i++) {
+      // Sorted, equal keys are neighbours: a duplicate is ambiguous, so not canonical.
+      if (keys[order[i] as number] === keys[order[i - 1] as number]) throw new NotCanonical();
+    }
+    return `{${order.map((i) => members[i]).join(',')}}`;
+  }
+
+  private array(depth: number): string {
+    this.pos++;
+    this.ws();
+    if (this.text.charCodeAt(this.pos) === 0x5d) {
+      this.pos++;
+      return '[]';
+    }
+    const items: string[] = [];
+    for (;;) {
+      items.push(this.value(depth + 1));
+      this.ws();
+      const next = this.text.charCodeAt(this.pos++);
+      if (next === 0x5d) return `[${items.join(',')}]`;
+      if (next !== 0x2c) throw new NotCanonical();
+    }
+  }
+}
+
+const LITERALS = ['true', 'false', 'null'] as const;
+const HEX4 = /^[0-9a-fA-F]{4}$/;
+/** The characters after a backslash that JSON allows, besides `u`: " \ / b f n r t. */
+const SIMPLE_ESCAPES = new Set([0x22, 0x5c, 0x2f, 0x62, 0x66, 0x6e, 0x72, 0x74]);
+
+function compareUnits(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * True when `bytes` are JSON that is already canonical: compact, object keys strictly ascending,
+ * strings without escapes, keys ASCII. Then `canonicalJson(text) === text`, so the UTF-8 bytes
+ * themselves are the canonical form and a fingerprint can hash them without decoding, parsing or
+ * rebuilding anything. False means "not shown canonical" (whitespace, escapes, unsorted keys,
+ * invalid JSON…): the caller then takes the full path, which decides. The bytes must already be
+ * known to be valid UTF-8.
+ */
+export function isCanonicalJsonBytes(bytes: Uint8Array): boolean {
+  const end = canonicalValueEnd(bytes, 0, 0);
+  return end === bytes.length;
+}
+
+const NOT = -1;
+
+/** Where the canonical value that starts at `pos` ends, or NOT. */
+function canonicalValueEnd(b: Uint8Array, pos: number, depth: number): number {
+  if (depth > MAX_DEPTH || pos >= b.length) return NOT;
+  const c = b[pos] as number;
+  if (c === QUOTE) return stringEnd(b, pos, false);
+  if (c === 0x7b) return objectEnd(b, pos, depth);
+  if (c === 0x5b) return arrayEnd(b, pos, depth);
+  if (c === 0x74) return wordEnd(b, pos, TRUE_BYTES);
+  if (c === 0x66) return wordEnd(b, pos, FALSE_BYTES);
+  if (c === 0x6e) return wordEnd(b, pos, NULL_BYTES);
+  return numberEnd(b, pos);
+}
+
+function wordEnd(b: Uint8Array, pos: number, word: readonly number[]): number {
+  for (let i = 0; i < word.length; i++) if (b[pos + i] !== word[i]) return NOT;
+  return pos + word.length;
+}
+
+/** A string without escapes or control characters; a key must also be ASCII (see compareKeys). */
+function stringEnd(b: Uint8Array, pos: number, key: boolean): number {
+  for (let i = pos + 1; i < b.length; i++) {
+    const c = b[i] as number;
+    if (c === QUOTE) return i + 1;
+    if (c < 0x20 || c === BACKSLASH || (key && c >= 0x80)) return NOT;
+  }
+  return NOT;
+}
+
+/** `-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?`, the NUMBER the parser accepts, kept as written. */
+function numberEnd(b: Uint8Array, pos: number): number {
+  let i = pos;
+  if (b[i] === 0x2d) i++;
+  if (b[i] === 0x30) i++;
+  else if (isDigit(b[i]) && b[i] !== 0x30) while (isDigit(b[i])) i++;
+  else return NOT;
+  if (b[i] === 0x2e) {
+    if (!isDigit(b[++i])) return NOT;
+    while (isDigit(b[i])) i++;
+  }
+  if (b[i] === 0x65 || b[i] === 0x45) {
+    i++;
+    if (b[i] === 0x2b || b[i] === 0x2d) i++;
+    if (!isDigit(b[i])) return NOT;
+    while (isDigit(b[i])) i++;
+  }
+  return i;
+}
+
+function isDigit(c: number | undefined): boolean {
+  return c !== undefined && c >= 0x30 && c <= 0x39;
+}
+
+function arrayEnd(b: Uint8Array, pos: number, depth: number): number {
+  let i = pos + 1;
+  if (b[i] === 0x5d) return i + 1;
+  for (;;) {
+    i = canonicalValueEnd(b, i, depth + 1);
+    if (i === NOT) return NOT;
+    const next = b[i++];
+    if (next === 0x5d) return i;
+    if (next !== 0x2c) return NOT;
+  }
+}
+
+function objectEnd(b: Uint8Array, pos: number, depth: number): number {
+  let i = pos + 1;
+  if (b[i] === 0x7d) return i + 1;
+  let lastKey = -1;
+  let lastKeyEnd = -1;
+  for (;;) {
+    if (b[i] !== QUOTE) return NOT;
+    const keyEnd = stringEnd(b, i, true);
+    if (keyEnd === NOT) return NOT;
+    // Strictly ascending: unsorted keys need sorting, equal ones are duplicates; both take the full path.
+    if (lastKey >= 0 && compareKeys(b, lastKey + 1, lastKeyEnd - 1, i + 1, keyEnd - 1) >= 0) return NOT;
+    lastKey = i;
+    lastKeyEnd = keyEnd;
+    if (b[keyEnd] !== 0x3a) return NOT;
+    i = canonicalValueEnd(b, keyEnd + 1, depth + 1);
+    if (i === NOT) return NOT;
+    const next = b[i++];
+    if (next === 0x7d) return i;
+    if (next !== 0x2c) return NOT;
+  }
+}
+
+/** Byte order of two ASCII keys, which is their UTF-16 code unit order. */
+function compareKeys(b: Uint8Array, a0: number, a1: number, b0: number, b1: number): number {
+  const n = Math.min(a1 - a0, b1 - b0);
+  for (let k = 0; k < n; k++) {
+    const d = (b[a0 + k] as number) - (b[b0 + k] as number);
+    if (d !== 0) return d;
+  }
+  return a1 - a0 - (b1 - b0);
+}
+
+const TRUE_BYTES = [0x74, 0x72, 0x75, 0x65] as const;
+const FALSE_BYTES = [0x66, 0x61, 0x6c, 0x73, 0x65] as const;
+const NULL_BYTES = [0x6e, 0x75, 0x6c, 0x6c] as const;

@@ -1,5 +1,6 @@
-import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
-import { canonicalJson, decodeUtf8 } from './canonical-json.js';
+import { isUtf8 } from 'node:buffer';
+import { createHmac, hash, timingSafeEqual } from 'node:crypto';
+import { canonicalJson, decodeUtf8, isCanonicalJsonBytes } from './canonical-json.js';
 import { IdempotencyConfigError } from './errors.js';
 
 /** A fingerprint secret with its version; records keep the version that made them. */
@@ -48,15 +49,22 @@ export function resolveSecrets(secret: string | readonly VersionedSecret[]): rea
  * prevents that. The material is built once per request; digests for older secret versions are
  * computed only when a record made with one turns up.
  */
-export function createFingerprint(input: FingerprintInput, options: FingerprintOptions) {
-  const material = buildMaterial(input, options);
-  return {
-    /** `<version>:<base64url HMAC>` with the given secret. */
-    digest(secret: VersionedSecret): string {
-      const hmac = createHmac('sha256', keyObjectOf(secret)).update(material.head).update(material.kind);
-      return `${secret.version}:${hmac.update(material.body).digest('base64url')}`;
-    },
-  };
+export function createFingerprint(input: FingerprintInput, options: FingerprintOptions): Fingerprint {
+  return new Fingerprint(buildMaterial(input, options));
+}
+
+export class Fingerprint {
+  private readonly material: Material;
+
+  constructor(material: Material) {
+    this.material = material;
+  }
+
+  /** `<version>:<base64url HMAC>` with the given secret. */
+  digest(secret: VersionedSecret): string {
+    const { head, kind, body } = this.material;
+    return `${secret.version}:${hmacSha256(padsOf(secret), head, kind, body)}`;
+  }
 }
 
 /** Constant-time comparison of a request against a stored fingerprint, by its secret version. */
@@ -73,7 +81,7 @@ export function fingerprintMatches(
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-interface Material {
+export interface Material {
   /** The request line and selected headers as a JSON array: an unambiguous, self-delimiting prefix. */
   head: string;
   /** `j` + canonical JSON, or `r` followed by the raw bytes. */
@@ -91,6 +99,11 @@ function buildMaterial(input: FingerprintInput, options: FingerprintOptions): Ma
     ...input.headers.flatMap(([n, v]) => [n.toLowerCase(), v]),
   ]);
   if (options.bodyMode === 'canonical' && JSON_TYPE.test(mediaType) && input.body.byteLength > 0) {
+    // Already canonical (compact, sorted keys, as many clients send): its bytes are the canonical
+    // text's UTF-8, so they are hashed as they are, with the same result as the full path.
+    if (options.excludeFields.length === 0 && isUtf8(input.body) && isCanonicalJsonBytes(input.body)) {
+      return { head, kind: 'j', body: input.body };
+    }
     const text = decodeUtf8(input.body);
     const canonical = text === undefined ? undefined : canonicalJson(text, options.excludeFields);
     if (canonical !== undefined) return { head, kind: 'j', body: canonical };
@@ -98,14 +111,61 @@ function buildMaterial(input: FingerprintInput, options: FingerprintOptions): Ma
   return { head, kind: 'r', body: input.body };
 }
 
-const keyObjects = new WeakMap<VersionedSecret, KeyObject>();
+/** The HMAC key blocks of a secret (RFC 2104): key XOR ipad and key XOR opad, 64 bytes each. */
+interface Pads {
+  inner: Buffer;
+  outer: Buffer;
+}
 
-/** HMAC keys are imported once per secret, not on every request. */
-function keyObjectOf(secret: VersionedSecret): KeyObject {
-  let key = keyObjects.get(secret);
-  if (!key) {
-    key = createSecretKey(Buffer.from(secret.key, 'utf8'));
-    keyObjects.set(secret, key);
+const BLOCK = 64;
+const pads = new WeakMap<VersionedSecret, Pads>();
+
+/** Derived once per secret, not on every request. */
+function padsOf(secret: VersionedSecret): Pads {
+  let found = pads.get(secret);
+  if (!found) {
+    let key = Buffer.from(secret.key, 'utf8');
+    if (key.length > BLOCK) key = hash('sha256', key, 'buffer');
+    const inner = Buffer.alloc(BLOCK, 0x36);
+    const outer = Buffer.alloc(BLOCK + 32, 0x5c);
+    for (let i = 0; i < key.length; i++) {
+      inner[i] = (inner[i] as number) ^ (key[i] as number);
+      outer[i] = (outer[i] as number) ^ (key[i] as number);
+    }
+    found = { inner, outer };
+    pads.set(secret, found);
   }
-  return key;
+  return found;
+}
+
+/** Messages up to this size are hashed from one reused buffer; larger ones stream through an Hmac. */
+const SCRATCH_BYTES = 16 * 1024;
+const scratch = Buffer.allocUnsafe(BLOCK + SCRATCH_BYTES);
+
+/**
+ * HMAC-SHA-256 over `head`, `kind` and `body`, base64url; the same bytes as
+ * `createHmac('sha256', key).update(head).update(kind).update(body)`. Two one-shot
+ * `crypto.hash` calls over the precomputed pads cost a third less than an Hmac object, which
+ * the engine would otherwise build on every request.
+ */
+function hmacSha256(p: Pads, head: string, kind: string, body: string | Uint8Array): string {
+  const bodyBytes = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+  if (head.length * 3 + 1 + bodyBytes > SCRATCH_BYTES) {
+    const key = Buffer.alloc(BLOCK);
+    for (let i = 0; i < BLOCK; i++) key[i] = (p.inner[i] as number) ^ 0x36;
+    return createHmac('sha256', key).update(head).update(kind).update(body).digest('base64url');
+  }
+  // Synchronous from here to the hash: no other request can touch the scratch buffer meanwhile.
+  p.inner.copy(scratch, 0);
+  let end = BLOCK + scratch.write(head, BLOCK);
+  end += scratch.write(kind, end);
+  if (typeof body === 'string') end += scratch.write(body, end);
+  else {
+    scratch.set(body, end);
+    end += body.byteLength;
+  }
+  const inner = hash('sha256', scratch.subarray(0, end), 'buffer');
+  // The outer pad buffer has room for the inner digest after its 64 bytes; also synchronous.
+  inner.copy(p.outer, BLOCK);
+  return hash('sha256', p.outer, 'base64url');
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** The fields a record belongs to (reliability.md §2.1). Two scopes never share a record. */
 export interface Scope {
@@ -12,12 +12,12 @@ export interface Scope {
 /**
  * The store key: SHA-256 over the scope fields, hex (64 bytes). The fields are hashed as a JSON
  * array, an unambiguous encoding (`("ab", "c")` and `("a", "bc")` stay apart) that costs one
- * hash update; hashing keeps client keys, which may be sensitive, out of the store and bounds
- * the key size whatever the client sent.
+ * hash; hashing keeps client keys, which may be sensitive, out of the store and bounds the key
+ * size whatever the client sent. `crypto.hash` is the one-shot form: no Hash object per request.
  */
 export function scopeHash(scope: Scope): string {
   const fields = JSON.stringify([scope.tenant, scope.principal, scope.method, scope.path, scope.key]);
-  return createHash('sha256').update(fields).digest('hex');
+  return hash('sha256', fields, 'hex');
 }
 
 /**
@@ -26,11 +26,43 @@ export function scopeHash(scope: Scope): string {
  * client key or the principal.
  */
 export function downstreamKeyFor(storeKey: string): string {
-  return `idemkit-${createHash('sha256').update(`downstream:${storeKey}`).digest('base64url').slice(0, 32)}`;
+  return `idemkit-${hash('sha256', `downstream:${storeKey}`, 'base64url').slice(0, 32)}`;
 }
+
+/**
+ * A small bounded memo of a string → digest function. A caller sends the same credential on
+ * every request, so its hash is computed once, not per request. When full, the oldest entry
+ * goes (insertion order): a hot entry that is evicted is simply hashed again. Long inputs are
+ * not kept, so the memo's memory stays bounded by entries × MAX_MEMO_INPUT.
+ */
+export class DigestMemo {
+  private readonly entries = new Map<string, string>();
+  private readonly digestOf: (value: string) => string;
+  private readonly capacity: number;
+
+  constructor(digestOf: (value: string) => string, capacity = 1_024) {
+    this.digestOf = digestOf;
+    this.capacity = capacity;
+  }
+
+  get(value: string): string {
+    let digest = this.entries.get(value);
+    if (digest !== undefined) return digest;
+    digest = this.digestOf(value);
+    if (value.length <= MAX_MEMO_INPUT) {
+      if (this.entries.size >= this.capacity) this.entries.delete(this.entries.keys().next().value as string);
+      this.entries.set(value, digest);
+    }
+    return digest;
+  }
+}
+
+const MAX_MEMO_INPUT = 1_024;
+
+const credentialHashes = new DigestMemo((value) => hash('sha256', value, 'base64url'));
 
 /** The default principal: a SHA-256 of the Authorization header, or '' (anonymous). */
 export function hashCredential(value: string | undefined): string {
   if (!value) return '';
-  return createHash('sha256').update(value).digest('base64url');
+  return credentialHashes.get(value);
 }
