@@ -16,6 +16,8 @@ type Timeouts = Pick<GatewayConfig, 'headerTimeoutMs' | 'requestTimeoutMs' | 'id
 export function createGatewayServer(
   timeouts: Timeouts,
   onRequest: (req: IncomingMessage, res: ServerResponse) => void,
+  /** Called once per request when its response closes (one close listener serves both). */
+  onClosed: () => void = () => {},
 ): Server {
   // Node rejects a header timeout longer than the request timeout; the headers are part of it.
   const headersTimeout = Math.min(timeouts.headerTimeoutMs, timeouts.requestTimeoutMs);
@@ -33,6 +35,7 @@ export function createGatewayServer(
       inProgress.set(socket, exchange);
       res.once('close', () => {
         if (inProgress.get(socket) === exchange) inProgress.delete(socket);
+        onClosed();
       });
       onRequest(req, res);
     },

@@ -283,17 +283,15 @@ export function refusingUnusableCredentials(
   engine: Idempotency,
   onRejected: (error: PrincipalRejected) => void = () => {},
 ): Idempotency {
-  async function begin(request: EngineRequest): Promise<Decision> {
-    try {
-      return await engine.begin(request);
-    } catch (error) {
-      if (!(error instanceof PrincipalRejected)) throw error;
-      onRejected(error);
-      const response = problemResponse(error.code, error.detail);
-      engine.options.onEvent?.({ type: 'reject', code: error.code, status: response.status });
-      return { kind: 'reject', code: error.code, response };
-    }
+  function refused(error: unknown): Decision {
+    if (!(error instanceof PrincipalRejected)) throw error;
+    onRejected(error);
+    const response = problemResponse(error.code, error.detail);
+    engine.options.onEvent?.({ type: 'reject', code: error.code, status: response.status });
+    return { kind: 'reject', code: error.code, response };
   }
+  // A `then` on the engine's own promise: no second async frame per request.
+  const begin = (request: EngineRequest): Promise<Decision> => engine.begin(request).then(undefined, refused);
   return { ...engine, begin, options: engine.options, close: () => engine.close() };
 }
 

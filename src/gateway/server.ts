@@ -86,12 +86,14 @@ export async function startGateway({
 
   let inFlight = 0;
   let drained: (() => void) | undefined;
-  const server = createGatewayServer(config, (req, res) => {
+  const requestClosed = () => {
+    inFlight--;
+    if (inFlight === 0) drained?.();
+  };
+  const server = createGatewayServer(config, onRequest, requestClosed);
+
+  function onRequest(req: IncomingMessage, res: ServerResponse): void {
     inFlight++;
-    res.once('close', () => {
-      inFlight--;
-      if (inFlight === 0) drained?.();
-    });
     handle(req, res).catch((error: unknown) => {
       // A request cut off mid-body (timeout, broken framing, client gone) is no gateway failure;
       // the listener has answered it already.
@@ -103,7 +105,7 @@ export async function startGateway({
       if (!res.headersSent) send(res, problemResponse('upstream-unavailable'));
       else res.destroy();
     });
-  });
+  }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = (req.method ?? 'GET').toUpperCase();
