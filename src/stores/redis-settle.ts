@@ -5,7 +5,7 @@ import { SettleListeners } from './settle-listeners.js';
 /*
  * Cross-process wake-ups for waiting duplicates on a standalone Redis. The settling scripts
  * PUBLISH the record key on one channel per prefix (redis-scripts.ts), in the same script as the
- * write. Each store instance SUBSCRIBEs on a dedicated connection (`client.duplicate()`, node-redis
+ * write, once a duplicate claim has found the record in progress (nobody can be waiting before). Each store instance SUBSCRIBEs on a dedicated connection (`client.duplicate()`, node-redis
  * or ioredis), made on the first wait; it serves every key. A lost connection is dropped, not
  * left to the client's own reconnect: waiters are woken to claim again and poll, and the next wait
  * (one second later at the earliest) subscribes on a fresh duplicate. close() disconnects it.

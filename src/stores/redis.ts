@@ -53,7 +53,8 @@ export interface RedisStoreOptions {
   onWarning?: (message: string) => void;
   /**
    * Wakes duplicates waiting in other processes (`wait` mode) as soon as the first request
-   * settles: the settling scripts PUBLISH the record key on `<prefix>settled`, and the first wait
+   * settles: the settling scripts PUBLISH the record key on `<prefix>settled` (only for a record a
+   * duplicate claim found in progress: a request nobody waits for publishes nothing), and the first wait
    * in a process subscribes on one dedicated connection (`client.duplicate()`, closed by
    * `close()`). Standalone Redis only: a Cluster keeps polling (PUBLISH would be broadcast to
    * every node, and sharded SPUBLISH would need a subscription per slot).
