@@ -41,8 +41,11 @@ import { BODY_BYTES, PATH, type RawSqliteResult, REPLAY_KEY } from './lib/varian
 const PROXY = fileURLToPath(new URL('./lib/gateway-server.ts', import.meta.url));
 const UPSTREAM = fileURLToPath(new URL('./lib/upstream.ts', import.meta.url));
 
-/** issue 5: reported PASS/MISS, never asserted. */
-const TARGETS = { uniqueRatio: 0.7, sqliteOverRaw: 0.8, replayRatio: 1, p99Ratio: 1.5 };
+/**
+ * Reported PASS/MISS, never asserted (issue 5; the unique-key and replay ratios raised by the
+ * issue "Engine cost": a replay skips the upstream hop, so it must beat plain proxying).
+ */
+const TARGETS = { uniqueRatio: 0.75, sqliteOverRaw: 0.8, replayRatio: 1.2, p99Ratio: 1.5 };
 /**
  * SQLite group commit (src/stores/sqlite-batch.ts): FULL ≥ 3× the ~834 req/s it served with one
  * fsync per write (at 50 connections), NORMAL ≥ 0.7 × the memory gateway of the same round.
@@ -384,6 +387,15 @@ function report(
   const verdict = (ok: boolean | undefined) => (ok === undefined ? 'n/a ' : ok ? 'PASS' : 'MISS');
   const line = (ok: boolean | undefined, text: string) => console.log(`  ${verdict(ok)}  ${text}`);
   const rpsRatio = (name: GatewayVariantName) => perRound(name, (r, b) => r.rps / b.rps);
+  // The gateway process's own CPU per request next to the bare proxy's (medians over rounds).
+  const cpuUs = (name: GatewayVariantName) =>
+    `${fmt(
+      own(name, (r) => r.cpuUsPerReq),
+      1,
+    )} µs vs the bare proxy's ${fmt(
+      own('bare', (r) => r.cpuUsPerReq),
+      1,
+    )} µs`;
 
   for (const name of ['memory', 'redis'] as const) {
     if (!variants.some((v) => v.name === name)) continue;
@@ -391,7 +403,7 @@ function report(
     const cpu = perRound(name, (r, b) => b.cpuUsPerReq / r.cpuUsPerReq);
     line(
       has(name) && throughput ? ratio >= TARGETS.uniqueRatio : undefined,
-      `${name}, unique keys: req/s ÷ bare proxy = ${fmt(ratio, 2)} (target ≥ ${TARGETS.uniqueRatio}; by proxy CPU per request ${fmt(cpu, 2)})`,
+      `${name}, unique keys: req/s ÷ bare proxy = ${fmt(ratio, 2)} (target ≥ ${TARGETS.uniqueRatio}; by proxy CPU per request ${fmt(cpu, 2)}: ${cpuUs(name)})`,
     );
   }
   for (const [name, mode] of [
@@ -459,7 +471,7 @@ function report(
     const reached = own(name, (r) => r.upstreamPerResponse);
     line(
       has(name) && throughput ? ratio >= TARGETS.replayRatio : undefined,
-      `${name}: req/s ÷ bare proxy = ${fmt(ratio, 2)} (target ≥ ${fmt(TARGETS.replayRatio, 1)}; by proxy CPU per request ${fmt(cpu, 2)}); upstream requests per replay ${fmt(reached, 3)}`,
+      `${name}: req/s ÷ bare proxy = ${fmt(ratio, 2)} (target ≥ ${fmt(TARGETS.replayRatio, 1)}; by proxy CPU per request ${fmt(cpu, 2)}: ${cpuUs(name)}); upstream requests per replay ${fmt(reached, 3)}`,
     );
   }
   const p99s = variants
