@@ -38,7 +38,7 @@ export function chargesApp(
     app.post(
       CHARGES_PATH,
       express.raw({ type: () => true, limit: idem.maxBodyBytes }),
-      idempotent(idem.engine, idem.problem, createCharge),
+      idempotent(app, idem.engine, idem.problem, createCharge),
     );
   } else {
     app.post(CHARGES_PATH, express.json(), createCharge);

@@ -4,7 +4,7 @@
  * answered from the decision, and on `execute` the app's own handler runs with `res.end`
  * intercepted, so its response is committed (persisted) before it is sent.
  */
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Idempotency } from '../../src/core/engine.js';
 import type { ExecuteDecision } from '../../src/core/execution.js';
 import type { problemResponse as ProblemResponse } from '../../src/core/problem.js';
@@ -12,16 +12,23 @@ import type { EngineResponse } from '../../src/core/response.js';
 
 type Handler = (req: Request, res: Response) => void | Promise<void>;
 
+/** Where a running execution waits for the handler's answer: `res.locals`, not a new property on `res`. */
+const EXECUTION = Symbol('idemkit.execution');
+type Locals = Record<symbol, ExecuteDecision | undefined>;
+const patched = new WeakSet<object>();
+
 /**
- * A route handler: `app.post(path, express.raw({ type: () => true, limit }), idempotent(...))`.
+ * A route handler: `app.post(path, express.raw({ type: () => true, limit }), idempotent(app, ...))`.
  * The body reaches `handler` as `express.json()` would hand it over (parsed when it is JSON).
  * `problem`: idemkit's problem renderer, from the tree being measured.
  */
 export function idempotent(
+  app: Express,
   idem: Idempotency,
   problem: typeof ProblemResponse,
   handler: Handler,
 ): RequestHandler {
+  captureResponses(app);
   return (req: Request, res: Response, next: NextFunction) => {
     const raw: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     // As express.json() in front would: a body that is not JSON is refused before any claim.
@@ -62,10 +69,8 @@ export function idempotent(
 }
 
 /**
- * Runs the handler under the claim. `res.end` is swapped for one that captures status, headers
- * and body, awaits `commit()`, and only then sends what the commit answers (the handler's
- * response marked `Idempotent-Replayed: false`, or a `lease-lost` problem). A handler that
- * throws (or rejects) before answering aborts the execution, which frees the key.
+ * Runs the handler under the claim; `res.end` (below) commits its answer. A handler that throws
+ * (or rejects) before answering aborts the execution, which frees the key.
  */
 async function execute(
   decision: ExecuteDecision,
@@ -73,51 +78,66 @@ async function execute(
   req: Request,
   res: Response,
 ): Promise<void> {
-  const end = res.end;
-  let settled = false;
-  // Express's res.send()/json() end with `this.end(chunk, encoding)`; other shapes are covered too.
-  res.end = function capture(
+  const locals = res.locals as Locals;
+  locals[EXECUTION] = decision;
+  try {
+    await handler(req, res);
+  } catch (error) {
+    if (locals[EXECUTION] !== decision) throw error;
+    locals[EXECUTION] = undefined;
+    const result = await decision.abort(error);
+    for (const name of res.getHeaderNames()) res.removeHeader(name);
+    send(res, result.response);
+  }
+}
+
+/**
+ * Overrides `end` once on the app's own response prototype (`app.response`), not per request:
+ * a per-request `res.end = …` would give every response object a new shape. While an execution
+ * waits in `res.locals`, `end` captures status, headers and body, awaits `commit()`, and only
+ * then sends what the commit answers (the handler's response marked `Idempotent-Replayed:
+ * false`, or a `lease-lost` problem). Express's res.send()/json() end with `end(chunk, encoding)`.
+ */
+function captureResponses(app: Express): void {
+  const proto = app.response as Response;
+  if (patched.has(proto)) return;
+  patched.add(proto);
+  const inherited = proto.end;
+  proto.end = function end(
     this: Response,
     chunk?: unknown,
     encoding?: unknown,
     callback?: unknown,
   ): Response {
-    if (settled) return this;
-    settled = true;
-    res.end = end;
+    const locals = this.locals as Locals | undefined;
+    const decision = locals?.[EXECUTION];
+    if (locals === undefined || decision === undefined) {
+      return (inherited as (...args: unknown[]) => Response).call(this, chunk, encoding, callback);
+    }
+    locals[EXECUTION] = undefined;
     const body =
       typeof chunk === 'string'
         ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
         : chunk instanceof Uint8Array
           ? chunk
           : new Uint8Array(0);
-    const captured: EngineResponse = { status: res.statusCode, headers: headerLines(res), body };
     const done =
       typeof callback === 'function' ? callback : typeof encoding === 'function' ? encoding : undefined;
+    const captured: EngineResponse = { status: this.statusCode, headers: headerLines(this), body };
     decision.commit(captured).then(
       (result) => {
         if (result.disposition === 'lease-lost') {
-          for (const name of res.getHeaderNames()) res.removeHeader(name);
-          send(res, result.response);
+          for (const name of this.getHeaderNames()) this.removeHeader(name);
+          send(this, result.response);
           return;
         }
-        res.setHeader('idempotent-replayed', 'false');
-        res.end(body, done as (() => void) | undefined);
+        this.setHeader('idempotent-replayed', 'false');
+        (inherited as (...args: unknown[]) => Response).call(this, body, done);
       },
-      (error: unknown) => res.destroy(error instanceof Error ? error : new Error(String(error))),
+      (error: unknown) => this.destroy(error instanceof Error ? error : new Error(String(error))),
     );
     return this;
   } as Response['end'];
-  try {
-    await handler(req, res);
-  } catch (error) {
-    if (settled) throw error;
-    settled = true;
-    res.end = end;
-    const result = await decision.abort(error);
-    for (const name of res.getHeaderNames()) res.removeHeader(name);
-    send(res, result.response);
-  }
 }
 
 /** Node's header record as the engine's lines (`set-cookie` arrays become one line each). */
