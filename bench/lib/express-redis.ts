@@ -43,8 +43,9 @@ export interface RedisSample {
 
 /**
  * One `INFO cpu` and one `INFO commandstats`. Both count the whole server: another client's load
- * lands in them too, which the commands per request (2–3 expected per executed request) reveal.
- * The two INFO calls themselves count as commands; that is noise of 2 in tens of thousands.
+ * lands in them too, which the commands per request reveal (a bare run, which sends Redis nothing,
+ * shows that background). commandstats also counts each `redis.call` inside a Lua script, so a
+ * script is 1 + the commands it runs. The two INFO calls are noise of 2 in tens of thousands.
  */
 export async function sampleRedis(client: RedisClient): Promise<RedisSample> {
   const [cpu, stats] = await Promise.all([client.info('cpu'), client.info('commandstats')]);
