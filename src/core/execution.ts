@@ -1,6 +1,8 @@
 import type { IdempotencyStore, StoreTransaction } from '../stores/types.js';
 import { monotonicNow, sleep } from './clock.js';
+import { Deadline, DeadlineScheduler } from './deadlines.js';
 import { IdempotencyError, isIdempotencyError, type ProblemCode } from './errors.js';
+import type { IdempotencyEvent } from './events.js';
 import { type Disposition, defaultClassify, type ResolvedOptions } from './options.js';
 import { problemResponse } from './problem.js';
 import type { EngineRequest } from './request.js';
@@ -67,117 +69,190 @@ const COMPLETE_ATTEMPTS = 2;
 /** Engines (by their resolved options) already warned that their classify() threw. */
 const warnedClassify = new WeakSet<ResolvedOptions>();
 
+/**
+ * Every execution's heartbeat shares one unref'd ticking timer instead of a `setInterval` each
+ * (a Timeout object and timer-list updates per request). A beat runs at most a tenth of its
+ * interval (and at most 1 s) late, well inside the lease it renews (three intervals).
+ */
+const heartbeats = new DeadlineScheduler({ keepsAlive: false, maxTickMs: 1_000 });
+
 /** Runs the claimed part of a request: heartbeat, abort on lease loss, and the final write. */
 export function startExecution(p: ExecutionParams): ExecuteDecision {
-  const { options, key, token } = p;
-  const store: IdempotencyStore = options.store;
-  const emit = options.onEvent ?? (() => {});
-  // Created only when the handler reads ctx.signal: most never do, and it costs per request.
-  let controller: AbortController | undefined;
-  let abortReason: unknown;
-  let effectsStarted = false;
-  let leaseLost = false;
-  let finished = false;
-  let beating = false;
-  let lastRenewed = monotonicNow();
+  const execution = new Execution(p);
+  return {
+    kind: 'execute',
+    key: p.key,
+    ctx: execution.context(),
+    commit: (response) => execution.commit(response),
+    abort: (error) => execution.abort(error),
+  };
+}
 
-  const heartbeat = setInterval(beat, Math.max(1, Math.floor(p.leaseMs / 3)));
-  heartbeat.unref();
-  emit({ type: 'execute', key, generation: p.generation });
+/**
+ * One claimed request. A class rather than a closure per step: an execution is made for every
+ * executed request, and its methods then live once on the prototype. It is its own heartbeat
+ * deadline (every lease/3, while it runs).
+ */
+class Execution extends Deadline {
+  private readonly p: ExecutionParams;
+  private readonly options: ResolvedOptions;
+  private readonly store: IdempotencyStore;
+  private readonly emit: (event: IdempotencyEvent) => void;
+  private readonly beatMs: number;
+  /** Created only when the handler reads ctx.signal: most never do, and it costs per request. */
+  private controller: AbortController | undefined;
+  private abortReason: unknown;
+  private effectsStarted = false;
+  private leaseLost = false;
+  private finished = false;
+  private beating = false;
+  private lastRenewed = monotonicNow();
 
-  async function beat(): Promise<void> {
-    if (beating || finished) return;
-    beating = true;
+  constructor(p: ExecutionParams) {
+    super();
+    this.p = p;
+    this.options = p.options;
+    this.store = p.options.store;
+    this.emit = p.options.onEvent ?? ignore;
+    this.beatMs = Math.max(1, Math.floor(p.leaseMs / 3));
+    heartbeats.add(this, this.beatMs);
+    this.emit({ type: 'execute', key: p.key, generation: p.generation });
+  }
+
+  context(): HandlerContext {
+    const execution = this;
+    const key = this.p.key;
+    return {
+      get signal() {
+        return execution.signal();
+      },
+      fencingToken: this.p.generation,
+      downstreamKey: () => downstreamKeyFor(key),
+      effectsStarted: () => {
+        execution.effectsStarted = true;
+      },
+      ...(this.p.transaction ? { transaction: this.p.transaction.client } : {}),
+    };
+  }
+
+  private signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.abortReason !== undefined) this.controller.abort(this.abortReason);
+    }
+    return this.controller.signal;
+  }
+
+  /** The heartbeat: every beatMs, like an unref'd setInterval (a slow beat is skipped, not queued). */
+  due(): void {
+    heartbeats.add(this, this.beatMs);
+    void this.beat();
+  }
+
+  private async beat(): Promise<void> {
+    if (this.beating || this.finished) return;
+    this.beating = true;
+    const { key, token, leaseMs, retentionMs } = this.p;
     const sentAt = monotonicNow();
     try {
       const renewed = await withTimeout(
         'heartbeat',
-        () => store.heartbeat({ key, token, leaseMs: p.leaseMs, retentionMs: p.retentionMs }),
-        options.storeTimeoutMs,
+        () => this.store.heartbeat({ key, token, leaseMs, retentionMs }),
+        this.options.storeTimeoutMs,
       );
       // A heartbeat that waited on the row lock through our own commit is no news.
-      if (finished) return;
-      if (renewed) lastRenewed = sentAt;
-      else loseLease();
+      if (this.finished) return;
+      if (renewed) this.lastRenewed = sentAt;
+      else this.loseLease();
     } catch (error) {
-      emit({ type: 'store-error', key, operation: 'heartbeat', error });
+      this.emit({ type: 'store-error', key, operation: 'heartbeat', error });
       // Without a renewal for a whole lease we can no longer assume we hold the key.
-      if (monotonicNow() - lastRenewed >= p.leaseMs) loseLease();
+      if (monotonicNow() - this.lastRenewed >= leaseMs) this.loseLease();
     } finally {
-      beating = false;
+      this.beating = false;
     }
   }
 
-  function loseLease(): void {
-    if (leaseLost) return;
-    leaseLost = true;
-    clearInterval(heartbeat);
-    emit({ type: 'lease-lost', key, generation: p.generation });
-    abortReason = new IdempotencyError('lease-lost', 'the lease on this Idempotency-Key was lost');
-    controller?.abort(abortReason);
-    p.onSettled?.();
+  private loseLease(): void {
+    if (this.leaseLost) return;
+    this.leaseLost = true;
+    heartbeats.remove(this);
+    this.emit({ type: 'lease-lost', key: this.p.key, generation: this.p.generation });
+    this.abortReason = new IdempotencyError('lease-lost', 'the lease on this Idempotency-Key was lost');
+    this.controller?.abort(this.abortReason);
+    this.p.onSettled?.();
   }
 
-  function settle(): void {
-    if (finished) throw new Error('idemkit: commit() or abort() was already called for this request');
-    finished = true;
-    clearInterval(heartbeat);
+  private settle(): void {
+    if (this.finished) throw new Error('idemkit: commit() or abort() was already called for this request');
+    this.finished = true;
+    heartbeats.remove(this);
   }
 
-  function leaseLostResult(): CommitResult {
-    return {
-      response: problemResponse('lease-lost', 'another attempt took over this key; retry with the same key'),
-      disposition: 'lease-lost',
-      durable: true,
-    };
+  commit(response: EngineResponse): Promise<CommitResult> {
+    this.settle();
+    return this.finish(response);
+  }
+
+  abort(error: unknown): Promise<CommitResult> {
+    this.settle();
+    if (this.leaseLost) {
+      this.p.onFinish();
+      this.p.onSettled?.();
+      return (this.p.transaction?.rollback() ?? Promise.resolve()).catch(ignore).then(leaseLostResult);
+    }
+    return this.finish(undefined, problemCodeOf(error));
   }
 
   /**
    * Ends the execution with the handler's response, or with `failure` (the code of a problem
    * idemkit answers because the handler failed). Every path frees the key one way or another.
    */
-  async function finish(handed: EngineResponse | undefined, failure?: ProblemCode): Promise<CommitResult> {
-    const tx = p.transaction;
+  private async finish(handed: EngineResponse | undefined, failure?: ProblemCode): Promise<CommitResult> {
+    const tx = this.p.transaction;
+    const { key, token, retentionMs } = this.p;
     try {
-      if (leaseLost) {
-        await tx?.rollback().catch(() => {});
+      if (this.leaseLost) {
+        await tx?.rollback().catch(ignore);
         return leaseLostResult();
       }
       let response = handed ?? failureProblem(failure ?? 'handler-error', 'release');
-      let disposition = classify(response);
-      if (disposition === 'release' && effectsStarted) disposition = 'uncertain';
+      let disposition = this.classify(response);
+      if (disposition === 'release' && this.effectsStarted) disposition = 'uncertain';
       // Our own answer to a failure says what a retry with this key will get.
       if (failure !== undefined) response = failureProblem(failure, disposition);
       if (disposition === 'store')
-        return tx ? await commitTransaction(tx, response) : await storeResult(response);
+        return tx ? await this.commitTransaction(tx, response) : await this.storeResult(response);
       // Nothing the handler wrote through the transaction may survive a failure.
       await tx
         ?.rollback()
-        .catch((error: unknown) => emit({ type: 'store-error', key, operation: 'rollback', error }));
+        .catch((error: unknown) => this.emit({ type: 'store-error', key, operation: 'rollback', error }));
+      const store = this.store;
       const write = disposition === 'release' ? store.release : store.markUncertain;
-      const call = () => write.call(store, { key, token, retentionMs: p.retentionMs });
+      const call = () => write.call(store, { key, token, retentionMs });
       try {
-        const owned = await withTimeout(disposition, call, options.storeTimeoutMs);
+        const owned = await withTimeout(disposition, call, this.options.storeTimeoutMs);
         if (!owned) {
-          emit({ type: 'lease-lost', key, generation: p.generation });
+          this.emit({ type: 'lease-lost', key, generation: this.p.generation });
           return leaseLostResult();
         }
       } catch (error) {
         // A release that fails leaves the lease to run out; the retry then takes over.
-        emit({ type: 'store-error', key, operation: disposition, error });
+        this.emit({ type: 'store-error', key, operation: disposition, error });
       }
-      emit({ type: disposition, key, status: response.status });
+      this.emit({ type: disposition, key, status: response.status });
       return { response: markOriginal(response), disposition, durable: true };
     } finally {
-      p.onFinish();
-      p.onSettled?.();
+      this.p.onFinish();
+      this.p.onSettled?.();
     }
   }
 
   /** A classify() that throws must not leave the key claimed: the default policy decides then. */
-  function classify(response: EngineResponse): Disposition {
+  private classify(response: EngineResponse): Disposition {
+    const options = this.options;
     try {
-      return options.classify(response, p.request);
+      return options.classify(response, this.p.request);
     } catch (error) {
       if (!warnedClassify.has(options)) {
         warnedClassify.add(options);
@@ -188,39 +263,51 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
     }
   }
 
-  async function storeResult(response: EngineResponse): Promise<CommitResult> {
-    const stored = toStoredResponse(response, options.replayAllowlist(p.request), options.maxStoredBytes);
-    const call = () => store.complete({ key, token, response: stored, retentionMs: p.retentionMs });
+  private async storeResult(response: EngineResponse): Promise<CommitResult> {
+    const { options, store } = this;
+    const { key, token, retentionMs } = this.p;
+    const stored = toStoredResponse(
+      response,
+      options.replayAllowlist(this.p.request),
+      options.maxStoredBytes,
+    );
+    const call = () => store.complete({ key, token, response: stored, retentionMs });
     for (let attempt = 1; attempt <= COMPLETE_ATTEMPTS; attempt++) {
       try {
         if (!(await withTimeout('complete', call, options.storeTimeoutMs))) {
-          emit({ type: 'lease-lost', key, generation: p.generation });
+          this.emit({ type: 'lease-lost', key, generation: this.p.generation });
           return leaseLostResult();
         }
         return { response: markOriginal(response), disposition: 'store', durable: true };
       } catch (error) {
-        emit({ type: 'store-error', key, operation: 'complete', error });
+        this.emit({ type: 'store-error', key, operation: 'complete', error });
         if (attempt < COMPLETE_ATTEMPTS) await sleep(50 * attempt);
       }
     }
     // The response is the truth: send it, and keep writing it until the lease ends (F3).
-    emit({ type: 'non-durable', key });
-    void flushInBackground(call, lastRenewed + p.leaseMs);
+    this.emit({ type: 'non-durable', key });
+    void this.flushInBackground(call, this.lastRenewed + this.p.leaseMs);
     return { response: markOriginal(response), disposition: 'store', durable: false };
   }
 
   /** F3/F12 in transactional mode: the result and the handler's writes commit together. */
-  async function commitTransaction(tx: StoreTransaction, response: EngineResponse): Promise<CommitResult> {
-    const stored = toStoredResponse(response, options.replayAllowlist(p.request), options.maxStoredBytes);
+  private async commitTransaction(tx: StoreTransaction, response: EngineResponse): Promise<CommitResult> {
+    const { options, store } = this;
+    const { key, token, retentionMs } = this.p;
+    const stored = toStoredResponse(
+      response,
+      options.replayAllowlist(this.p.request),
+      options.maxStoredBytes,
+    );
     let outcome: 'committed' | 'lease-lost' | 'unknown';
     try {
-      outcome = await tx.commit({ key, token, response: stored, retentionMs: p.retentionMs });
+      outcome = await tx.commit({ key, token, response: stored, retentionMs });
     } catch (error) {
       // The COMMIT failed and rolled everything back: free the key so the retry runs once.
-      emit({ type: 'store-error', key, operation: 'commit', error });
-      await tx.rollback().catch(() => {});
-      const release = () => store.release({ key, token, retentionMs: p.retentionMs });
-      await withTimeout('release', release, options.storeTimeoutMs).catch(() => {});
+      this.emit({ type: 'store-error', key, operation: 'commit', error });
+      await tx.rollback().catch(ignore);
+      const release = () => store.release({ key, token, retentionMs });
+      await withTimeout('release', release, options.storeTimeoutMs).catch(ignore);
       return {
         response: problemResponse('store-unavailable', 'nothing was applied; retry with the same key'),
         disposition: 'release',
@@ -228,11 +315,11 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
       };
     }
     if (outcome === 'lease-lost') {
-      emit({ type: 'lease-lost', key, generation: p.generation });
+      this.emit({ type: 'lease-lost', key, generation: this.p.generation });
       return leaseLostResult();
     }
     if (outcome === 'unknown') {
-      emit({ type: 'non-durable', key });
+      this.emit({ type: 'non-durable', key });
       return {
         response: problemResponse('outcome-unknown', 'retry with the same key: it replays or runs once'),
         disposition: 'unknown',
@@ -242,54 +329,32 @@ export function startExecution(p: ExecutionParams): ExecuteDecision {
     return { response: markOriginal(response), disposition: 'store', durable: true };
   }
 
-  async function flushInBackground(call: () => Promise<boolean>, deadline: number): Promise<void> {
+  private async flushInBackground(call: () => Promise<boolean>, deadline: number): Promise<void> {
+    const key = this.p.key;
     let delay = 100;
     while (monotonicNow() < deadline) {
       await sleep(Math.min(delay, Math.max(1, deadline - monotonicNow())));
       delay = Math.min(delay * 2, 2_000);
       try {
-        const owned = await withTimeout('complete', call, options.storeTimeoutMs);
-        emit({ type: 'flushed', key, ok: owned });
-        p.onSettled?.();
+        const owned = await withTimeout('complete', call, this.options.storeTimeoutMs);
+        this.emit({ type: 'flushed', key, ok: owned });
+        this.p.onSettled?.();
         return;
       } catch (error) {
-        emit({ type: 'store-error', key, operation: 'complete', error });
+        this.emit({ type: 'store-error', key, operation: 'complete', error });
       }
     }
-    emit({ type: 'flushed', key, ok: false });
+    this.emit({ type: 'flushed', key, ok: false });
   }
+}
 
+function ignore(): void {}
+
+function leaseLostResult(): CommitResult {
   return {
-    kind: 'execute',
-    key,
-    ctx: {
-      get signal() {
-        if (!controller) {
-          controller = new AbortController();
-          if (abortReason !== undefined) controller.abort(abortReason);
-        }
-        return controller.signal;
-      },
-      fencingToken: p.generation,
-      downstreamKey: () => downstreamKeyFor(key),
-      effectsStarted: () => {
-        effectsStarted = true;
-      },
-      ...(p.transaction ? { transaction: p.transaction.client } : {}),
-    },
-    commit(response) {
-      settle();
-      return finish(response);
-    },
-    abort(error) {
-      settle();
-      if (leaseLost) {
-        p.onFinish();
-        p.onSettled?.();
-        return (p.transaction?.rollback() ?? Promise.resolve()).catch(() => {}).then(leaseLostResult);
-      }
-      return finish(undefined, problemCodeOf(error));
-    },
+    response: problemResponse('lease-lost', 'another attempt took over this key; retry with the same key'),
+    disposition: 'lease-lost',
+    durable: true,
   };
 }
 

@@ -1,4 +1,61 @@
+import { Deadline, DeadlineScheduler } from './deadlines.js';
 import { StoreUnavailableError } from './errors.js';
+
+/**
+ * Store-call timeouts share one ticking timer (see DeadlineScheduler) rather than paying a
+ * `setTimeout` and a `clearTimeout` per call; a call that never answers is refused at most one
+ * tick (≤ 10 ms, and ≤ a tenth of its timeout) after `timeoutMs`. Pending calls keep the process
+ * alive, as their timers did.
+ */
+const storeCallDeadlines = new DeadlineScheduler({ keepsAlive: true, maxTickMs: 10 });
+
+/** One store call racing its timeout. */
+class PendingCall<T> extends Deadline {
+  private settled = false;
+  private readonly operation: string;
+  private readonly timeoutMs: number;
+  private readonly resolve: (value: T) => void;
+  private readonly reject: (error: unknown) => void;
+  private readonly onLateResult: ((value: T) => void) | undefined;
+
+  constructor(
+    operation: string,
+    timeoutMs: number,
+    resolve: (value: T) => void,
+    reject: (error: unknown) => void,
+    onLateResult: ((value: T) => void) | undefined,
+  ) {
+    super();
+    this.operation = operation;
+    this.timeoutMs = timeoutMs;
+    this.resolve = resolve;
+    this.reject = reject;
+    this.onLateResult = onLateResult;
+  }
+
+  due(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.reject(new StoreUnavailableError(`store ${this.operation} timed out after ${this.timeoutMs} ms`));
+  }
+
+  answered(value: T): void {
+    if (this.settled) {
+      this.onLateResult?.(value);
+      return;
+    }
+    this.settled = true;
+    storeCallDeadlines.remove(this);
+    this.resolve(value);
+  }
+
+  failed(error: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    storeCallDeadlines.remove(this);
+    this.reject(error);
+  }
+}
 
 /**
  * Races a store call against its own timeout (architecture.md §2 item 11). The call itself may
@@ -18,21 +75,11 @@ export function withTimeout<T>(
     return Promise.reject(error);
   }
   return new Promise<T>((resolve, reject) => {
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      reject(new StoreUnavailableError(`store ${operation} timed out after ${timeoutMs} ms`));
-    }, timeoutMs);
+    const pending = new PendingCall(operation, timeoutMs, resolve, reject, onLateResult);
+    storeCallDeadlines.add(pending, timeoutMs);
     promise.then(
-      (value) => {
-        clearTimeout(timer);
-        if (timedOut) onLateResult?.(value);
-        else resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        if (!timedOut) reject(error);
-      },
+      (value) => pending.answered(value),
+      (error: unknown) => pending.failed(error),
     );
   });
 }
