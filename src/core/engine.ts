@@ -1,8 +1,8 @@
-import { hash, randomUUID } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { ClaimResult, StoredRecord, StoreTransaction, TransactionalStore } from '../stores/types.js';
 import { monotonicNow } from './clock.js';
 import { isIdempotencyError, type ProblemCode } from './errors.js';
-import { type ExecuteDecision, startExecution } from './execution.js';
+import { type ExecuteDecision, type ExecutionTracker, startExecution } from './execution.js';
 import { createFingerprint, fingerprintMatches, type VersionedSecret } from './fingerprint.js';
 import { findKey } from './key-carriers.js';
 import {
@@ -17,6 +17,7 @@ import { type EngineRequest, headerValue } from './request.js';
 import { type EngineResponse, toReplay } from './response.js';
 import { DigestMemo, hashCredential, scopeHash } from './scope.js';
 import { withTimeout } from './store-call.js';
+import { ownerToken } from './token.js';
 import { SettleSignals, Waiter } from './waiters.js';
 import { type FetchHandler, handleFetch } from './web.js';
 
@@ -195,7 +196,7 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
     retentionMs: number;
   }
 
-  async function claim(c: Claimant, token: string): Promise<ClaimResult> {
+  function claim(c: Claimant, token: string): Promise<ClaimResult> {
     const request = {
       key: c.key,
       fingerprint: c.print,
@@ -222,8 +223,7 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
     let waiter: Waiter | undefined;
     try {
       for (;;) {
-        // randomUUID draws from a cached entropy pool; randomBytes pays a getpid syscall per call.
-        const token = randomUUID();
+        const token = ownerToken();
         let result: ClaimResult;
         try {
           result = await claim(c, token);
@@ -299,33 +299,26 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
     return { kind: 'replay', key, response: toReplay(record.response) };
   }
 
-  async function execute(c: Claimant, token: string, generation: number): Promise<Decision> {
-    let transaction: StoreTransaction | undefined;
-    if (options.transactional) {
-      const open = () => (store as TransactionalStore).beginTransaction({ key: c.key, token });
-      try {
-        transaction = await withTimeout(
-          'begin',
-          open,
-          options.storeTimeoutMs,
-          (late) => void late.rollback(),
-        );
-      } catch (error) {
-        emit({ type: 'store-error', key: c.key, operation: 'begin', error });
-        await store.release({ key: c.key, token, retentionMs: c.retentionMs }).catch(() => {});
-        return reject('store-unavailable', 'the request was not run; retry with the same key');
-      }
+  function execute(c: Claimant, token: string, generation: number): Decision | Promise<Decision> {
+    return options.transactional ? executeInTransaction(c, token, generation) : run(c, token, generation);
+  }
+
+  async function executeInTransaction(c: Claimant, token: string, generation: number): Promise<Decision> {
+    let transaction: StoreTransaction;
+    const open = () => (store as TransactionalStore).beginTransaction({ key: c.key, token });
+    try {
+      transaction = await withTimeout('begin', open, options.storeTimeoutMs, (late) => void late.rollback());
+    } catch (error) {
+      emit({ type: 'store-error', key: c.key, operation: 'begin', error });
+      await store.release({ key: c.key, token, retentionMs: c.retentionMs }).catch(() => {});
+      return reject('store-unavailable', 'the request was not run; retry with the same key');
     }
+    return run(c, token, generation, transaction);
+  }
+
+  function run(c: Claimant, token: string, generation: number, transaction?: StoreTransaction): Decision {
     inFlight.set(c.slot, (inFlight.get(c.slot) ?? 0) + 1);
     runningKeys.set(c.key, (runningKeys.get(c.key) ?? 0) + 1);
-    let runningHere = true;
-    const stopRunning = () => {
-      if (!runningHere) return;
-      runningHere = false;
-      const left = (runningKeys.get(c.key) ?? 1) - 1;
-      if (left <= 0) runningKeys.delete(c.key);
-      else runningKeys.set(c.key, left);
-    };
     return startExecution({
       options,
       request: c.request,
@@ -335,19 +328,28 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
       leaseMs: c.leaseMs,
       retentionMs: c.retentionMs,
       transaction,
-      onFinish() {
-        const left = (inFlight.get(c.slot) ?? 1) - 1;
-        if (left <= 0) inFlight.delete(c.slot);
-        else inFlight.set(c.slot, left);
-        stopRunning();
-      },
-      onSettled() {
-        // The key no longer runs here (written, released, or the lease is gone): wake waiters.
-        stopRunning();
-        settleSignals.settled(c.key);
-      },
+      slot: c.slot,
+      tracker,
     });
   }
+
+  /** Counts running executions: one object for the engine, not closures per execution. */
+  const tracker: ExecutionTracker = {
+    finished(slot) {
+      const left = (inFlight.get(slot) ?? 1) - 1;
+      if (left <= 0) inFlight.delete(slot);
+      else inFlight.set(slot, left);
+    },
+    stoppedRunning(key) {
+      const left = (runningKeys.get(key) ?? 1) - 1;
+      if (left <= 0) runningKeys.delete(key);
+      else runningKeys.set(key, left);
+    },
+    settled(key) {
+      // The key no longer runs here (written, released, or the lease is gone): wake waiters.
+      settleSignals.settled(key);
+    },
+  };
 
   /** A waiter for `key`, or undefined when the key already has the most waiters allowed. */
   function enterWait(key: string): Waiter | undefined {

@@ -55,14 +55,24 @@ export interface ExecutionParams {
   retentionMs: number;
   /** Transactional mode: the transaction the handler writes through. */
   transaction?: StoreTransaction | undefined;
-  /** Frees the per-principal in-flight slot. */
-  onFinish(): void;
+  /** The caller's in-flight slot (tenant + principal), handed back to the tracker. */
+  slot: string;
+  /** The engine's bookkeeping, told when this execution stops (one object per engine). */
+  tracker: ExecutionTracker;
+}
+
+/** What the engine counts about running executions; shared by all of them, so no closures per request. */
+export interface ExecutionTracker {
+  /** Frees the per-principal in-flight slot; once per execution. */
+  finished(slot: string): void;
+  /** The key no longer runs under this execution here; once per execution. */
+  stoppedRunning(key: string): void;
   /**
    * The key stopped running under this execution: its result, release or uncertain mark was
    * written (or failed), or the lease was lost. Wakes duplicates waiting on the key. May be
    * called more than once.
    */
-  onSettled?(): void;
+  settled(key: string): void;
 }
 
 const COMPLETE_ATTEMPTS = 2;
@@ -107,6 +117,7 @@ class Execution extends Deadline {
   private finished = false;
   private beating = false;
   private lastRenewed = monotonicNow();
+  private runningHere = true;
 
   constructor(p: ExecutionParams) {
     super();
@@ -180,7 +191,23 @@ class Execution extends Deadline {
     this.emit({ type: 'lease-lost', key: this.p.key, generation: this.p.generation });
     this.abortReason = new IdempotencyError('lease-lost', 'the lease on this Idempotency-Key was lost');
     this.controller?.abort(this.abortReason);
-    this.p.onSettled?.();
+    this.onSettled();
+  }
+
+  private onFinish(): void {
+    this.p.tracker.finished(this.p.slot);
+    this.stopRunning();
+  }
+
+  private onSettled(): void {
+    this.stopRunning();
+    this.p.tracker.settled(this.p.key);
+  }
+
+  private stopRunning(): void {
+    if (!this.runningHere) return;
+    this.runningHere = false;
+    this.p.tracker.stoppedRunning(this.p.key);
   }
 
   private settle(): void {
@@ -197,8 +224,8 @@ class Execution extends Deadline {
   abort(error: unknown): Promise<CommitResult> {
     this.settle();
     if (this.leaseLost) {
-      this.p.onFinish();
-      this.p.onSettled?.();
+      this.onFinish();
+      this.onSettled();
       return (this.p.transaction?.rollback() ?? Promise.resolve()).catch(ignore).then(leaseLostResult);
     }
     return this.finish(undefined, problemCodeOf(error));
@@ -243,8 +270,8 @@ class Execution extends Deadline {
       this.emit({ type: disposition, key, status: response.status });
       return { response: markOriginal(response), disposition, durable: true };
     } finally {
-      this.p.onFinish();
-      this.p.onSettled?.();
+      this.onFinish();
+      this.onSettled();
     }
   }
 
@@ -338,7 +365,7 @@ class Execution extends Deadline {
       try {
         const owned = await withTimeout('complete', call, this.options.storeTimeoutMs);
         this.emit({ type: 'flushed', key, ok: owned });
-        this.p.onSettled?.();
+        this.onSettled();
         return;
       } catch (error) {
         this.emit({ type: 'store-error', key, operation: 'complete', error });

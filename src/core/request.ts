@@ -46,6 +46,23 @@ export function headerValues(headers: HeaderInput, name: string): string[] {
 }
 
 export function headerValue(headers: HeaderInput, name: string): string | undefined {
-  const values = headerValues(headers, name);
+  if (typeof (headers as { get?: unknown }).get === 'function') {
+    return (headers as { get(name: string): string | null }).get(name) ?? undefined;
+  }
+  // The usual case, one field line held as a string, answers without building a list.
+  const record = headers as HeaderRecord;
+  const wanted = name.toLowerCase();
+  let only: string | undefined;
+  for (const field in record) {
+    if (field.length !== wanted.length || (field !== wanted && field.toLowerCase() !== wanted)) continue;
+    const value = record[field];
+    if (value === undefined) continue;
+    if (only !== undefined || typeof value !== 'string') return joined(headerValues(headers, name));
+    only = value;
+  }
+  return only;
+}
+
+function joined(values: string[]): string | undefined {
   return values.length === 0 ? undefined : values.join(', ');
 }
