@@ -78,6 +78,8 @@ interface MemoryRecord extends StoredRecord {
   partition: string | undefined;
   /** What this record counts against the caps, fixed whenever it is written. */
   bytes: number;
+  /** The frozen copy callers get, made on first read after each write (see snapshot). */
+  view?: StoredRecord | undefined;
 }
 
 interface Partition {
@@ -153,6 +155,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   function rewrite(record: MemoryRecord, changes: Partial<MemoryRecord>): void {
     remove(record);
     Object.assign(record, changes);
+    record.view = undefined;
     add(record);
   }
 
@@ -244,18 +247,16 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
     return record && record.state === RecordState.InProgress && record.token === token ? record : undefined;
   }
 
-  // A copy, so a caller that mutates what it got cannot change later replays.
+  /**
+   * What callers see: a frozen copy without the owner token, made once per write and handed to
+   * every reader until the next write (a hot key is replayed without copying anything). The
+   * stored response is frozen too; its body bytes are shared and must be treated as read-only.
+   */
   function snapshot(record: MemoryRecord): StoredRecord {
-    const { token: _token, partition: _partition, bytes: _bytes, response, ...rest } = record;
-    if (!response) return rest;
-    return {
-      ...rest,
-      response: {
-        ...response,
-        headers: response.headers.map(([n, v]) => [n, v]),
-        body: Uint8Array.from(response.body),
-      },
-    };
+    if (record.view) return record.view;
+    const { token: _token, partition: _partition, bytes: _bytes, view: _view, ...rest } = record;
+    record.view = Object.freeze(rest);
+    return record.view;
   }
 
   return {
@@ -290,6 +291,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
         token: request.token,
         partition: request.partition,
         bytes: 0,
+        view: undefined,
       };
       record.bytes = sizeOf(record);
       admit(record, existing, at);
@@ -305,6 +307,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
       if (!record) return false;
       record.leaseUntil = now() + request.leaseMs;
       record.expiresAt = record.leaseUntil + request.retentionMs;
+      record.view = undefined;
       return true;
     },
 
@@ -313,17 +316,19 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
       if (!record) return false;
       const at = now();
       const { body, headers, ...rest } = request.response;
-      // Copy the body: the caller's buffer may be reused after we return.
-      const response = {
+      // Copy the body: the caller's buffer may be reused after we return. Frozen, so the copy
+      // can be handed to every replay as it is.
+      const response: StoredResponse = {
         ...rest,
-        headers: headers.map(([n, v]): [string, string] => [n, v]),
+        headers: headers.map(([n, v]): [string, string] => Object.freeze([n, v]) as [string, string]),
         body: Uint8Array.from(body),
       };
+      Object.freeze(response.headers);
       rewrite(record, {
         state: RecordState.Completed,
         completedAt: at,
         expiresAt: at + request.retentionMs,
-        response: fitted(record, response, at),
+        response: Object.freeze(fitted(record, response, at)),
         token: null,
       });
       return true;
