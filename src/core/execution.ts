@@ -131,22 +131,15 @@ class Execution extends Deadline {
   }
 
   context(): HandlerContext {
-    const execution = this;
-    const key = this.p.key;
-    return {
-      get signal() {
-        return execution.signal();
-      },
-      fencingToken: this.p.generation,
-      downstreamKey: () => downstreamKeyFor(key),
-      effectsStarted: () => {
-        execution.effectsStarted = true;
-      },
-      ...(this.p.transaction ? { transaction: this.p.transaction.client } : {}),
-    };
+    return new ExecutionContext(this, this.p);
   }
 
-  private signal(): AbortSignal {
+  /** For ExecutionContext: the handler says its effects began. */
+  markEffectsStarted(): void {
+    this.effectsStarted = true;
+  }
+
+  signal(): AbortSignal {
     if (!this.controller) {
       this.controller = new AbortController();
       if (this.abortReason !== undefined) this.controller.abort(this.abortReason);
@@ -372,6 +365,32 @@ class Execution extends Deadline {
       }
     }
     this.emit({ type: 'flushed', key, ok: false });
+  }
+}
+
+/**
+ * The handler's `ctx`: a class, so `signal` is a getter on the prototype rather than an
+ * accessor defined on every ctx. The two functions stay own arrow properties, so a handler may
+ * still take them off the object (`const { effectsStarted } = ctx`).
+ */
+class ExecutionContext implements HandlerContext {
+  private readonly execution: Execution;
+  readonly fencingToken: number;
+  readonly downstreamKey: () => string;
+  readonly effectsStarted: () => void;
+  declare readonly transaction?: unknown;
+
+  constructor(execution: Execution, p: ExecutionParams) {
+    this.execution = execution;
+    this.fencingToken = p.generation;
+    const key = p.key;
+    this.downstreamKey = () => downstreamKeyFor(key);
+    this.effectsStarted = () => execution.markEffectsStarted();
+    if (p.transaction) (this as { transaction?: unknown }).transaction = p.transaction.client;
+  }
+
+  get signal(): AbortSignal {
+    return this.execution.signal();
   }
 }
 
