@@ -149,6 +149,32 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
     return (await evalScript(s, key, args)) === 1;
   }
 
+  /** The scripts read PEXPIRETIME (Redis 7.0): an older server would fail every write with 503. */
+  async function checkVersion(): Promise<void> {
+    let replies: unknown[];
+    try {
+      replies = await withTimeout(
+        'redis check',
+        () => sender.eachPrimary(['INFO', 'server']),
+        commandTimeoutMs,
+      );
+    } catch (error) {
+      if (!/^(ERR|NOPERM)\b/.test(messageOf(error))) throw unavailable('check', error);
+      onWarning(
+        `idemkit redis: cannot read the server version (${messageOf(error)}); idemkit needs Redis 7.0 or later`,
+      );
+      return;
+    }
+    for (const reply of replies) {
+      const version = /redis_version:(\d+)\.(\d+)/.exec(String(reply));
+      if (version && Number(version[1]) < 7) {
+        throw new StoreMisconfiguredError(
+          `idemkit redis: the server is Redis ${version[1]}.${version[2]}; idemkit needs Redis 7.0 or later (PEXPIRETIME)`,
+        );
+      }
+    }
+  }
+
   return {
     name: 'redis',
 
@@ -240,6 +266,7 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
     },
 
     async check(): Promise<void> {
+      await checkVersion();
       let replies: unknown[];
       try {
         replies = await withTimeout(

@@ -172,6 +172,23 @@ describe('redis store', () => {
     assert.match(warnings[1] ?? '', /cannot read maxmemory-policy/);
   });
 
+  it('check() refuses a server older than Redis 7.0 (the scripts read PEXPIRETIME)', async () => {
+    await redisStore({ client: nodeRedis }).check?.();
+    // The real server answers every command but INFO, which claims to be 6.2.
+    const sixTwo = {
+      sendCommand: (args: string[], options?: unknown) =>
+        args[0] === 'INFO'
+          ? Promise.resolve(Buffer.from('# Server\r\nredis_version:6.2.14\r\nredis_mode:standalone\r\n'))
+          : (nodeRedis.sendCommand as (a: string[], o?: unknown) => Promise<unknown>)(args, options),
+    };
+    await assert.rejects(
+      redisStore({ client: sixTwo as unknown as RedisClientLike, notify: false }).check?.() ??
+        Promise.resolve(),
+      (error: unknown) =>
+        error instanceof StoreMisconfiguredError && /Redis 7\.0 or later/.test(error.message),
+    );
+  });
+
   it('on Cluster, check() reads every primary and records spread over all three', async () => {
     for (const client of [nodeCluster, ioCluster] as RedisClientLike[]) {
       const prefix = randomPrefix('spread');
