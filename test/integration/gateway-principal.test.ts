@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { ConfigError } from '../../src/gateway/config-error.js';
-import { startGateway } from '../../src/gateway/server.js';
-import { GATEWAY_DEFAULTS, type GatewayConfig } from '../../src/gateway/types.js';
+import type { GatewayConfig } from '../../src/gateway/types.js';
 import { memoryStore } from '../../src/index.js';
 import { rawRequest } from '../../src/testing/raw-http.js';
+import { gatewayFor } from '../support/gateway-upstream.js';
 
 /*
  * Who the caller is, at the gateway, over real sockets: the principal scopes every key, so two
@@ -56,19 +56,7 @@ async function withGateway(
   const upstream = await countingUpstream();
   const store = memoryStore({ onWarning() {} });
   try {
-    const gateway = await startGateway({
-      config: {
-        ...GATEWAY_DEFAULTS,
-        upstream: upstream.url,
-        port: 0,
-        adminPort: 0,
-        replayHeaders: [],
-        routes: [],
-        ...config,
-      },
-      store,
-      engine: { onWarning() {} },
-    });
+    const gateway = await gatewayFor(upstream.url, config, store);
     try {
       await body(gateway, upstream);
     } finally {
@@ -366,19 +354,7 @@ describe('gateway principal: JWT with a JWKS', () => {
 
   it('a JWKS file that is missing, holds no keys or holds a secret key is a ConfigError at startup', async () => {
     const upstream = 'http://127.0.0.1:1';
-    const start = (jwtJwks: string) =>
-      startGateway({
-        config: {
-          ...GATEWAY_DEFAULTS,
-          upstream,
-          port: 0,
-          adminPort: 0,
-          replayHeaders: [],
-          routes: [],
-          jwtJwks,
-        },
-        store: memoryStore({ onWarning() {} }),
-      });
+    const start = (jwtJwks: string) => gatewayFor(upstream, { jwtJwks });
     const empty = join(dir, 'empty.json');
     writeFileSync(empty, '{"keys":[]}');
     const symmetric = join(dir, 'oct.json');
@@ -399,17 +375,9 @@ describe('gateway principal: JWT with a JWKS', () => {
 describe('gateway principal: one source at a time', () => {
   it("a route's principalHeader beside a cookie or JWT source is a ConfigError at startup", async () => {
     const start = (config: Partial<GatewayConfig>) =>
-      startGateway({
-        config: {
-          ...GATEWAY_DEFAULTS,
-          upstream: 'http://127.0.0.1:1',
-          port: 0,
-          adminPort: 0,
-          replayHeaders: [],
-          routes: [{ path: '/webhooks', principalHeader: 'x-api-key' }],
-          ...config,
-        },
-        store: memoryStore({ onWarning() {} }),
+      gatewayFor('http://127.0.0.1:1', {
+        routes: [{ path: '/webhooks', principalHeader: 'x-api-key' }],
+        ...config,
       });
 
     await assert.rejects(
