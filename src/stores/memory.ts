@@ -73,13 +73,49 @@ export const MEMORY_RECORD_OVERHEAD_BYTES = 256;
 
 export const MEMORY_DEFAULT_MAX_BYTES = 64 * 1_048_576;
 
-interface MemoryRecord extends StoredRecord {
+/**
+ * One record as held: a single object of one shape, the response's parts as its own fields and
+ * its headers flattened into one array (name, value, name, value…). A busy store holds tens of
+ * thousands of these on the heap, and every object each one adds (response, pairs, hidden
+ * classes) is work for every garbage collection. Callers get {@link StoredRecord}s built from it
+ * on read (see snapshot).
+ */
+class MemoryRecord {
+  key: string;
+  state: RecordState;
+  fingerprint: string;
+  generation: number;
+  leaseUntil: number;
+  expiresAt: number;
+  createdAt: number;
+  completedAt: number | null;
   token: string | null;
   partition: string | undefined;
   /** What this record counts against the caps, fixed whenever it is written. */
-  bytes: number;
+  bytes = 0;
   /** The frozen copy callers get, made on first read after each write (see snapshot). */
-  view?: StoredRecord | undefined;
+  view: StoredRecord | undefined = undefined;
+  /** The stored response's status; 0 while there is no response. */
+  status = 0;
+  /** The stored response's headers, flattened: name, value, name, value… */
+  headers: readonly string[] = NO_HEADERS;
+  body: Uint8Array = EMPTY;
+  /** The response's optional fields; undefined when the stored response had none. */
+  bodyOmitted: boolean | undefined = undefined;
+  bodySha256: string | undefined = undefined;
+
+  constructor(request: ClaimRequest, generation: number, at: number) {
+    this.key = request.key;
+    this.state = RecordState.InProgress;
+    this.fingerprint = request.fingerprint;
+    this.generation = generation;
+    this.leaseUntil = at + request.leaseMs;
+    this.expiresAt = this.leaseUntil + request.retentionMs;
+    this.createdAt = at;
+    this.completedAt = null;
+    this.token = request.token;
+    this.partition = request.partition;
+  }
 }
 
 interface Partition {
@@ -254,8 +290,18 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
    */
   function snapshot(record: MemoryRecord): StoredRecord {
     if (record.view) return record.view;
-    const { token: _token, partition: _partition, bytes: _bytes, view: _view, ...rest } = record;
-    record.view = Object.freeze(rest);
+    const view: StoredRecord = {
+      key: record.key,
+      state: record.state,
+      fingerprint: record.fingerprint,
+      generation: record.generation,
+      leaseUntil: record.leaseUntil,
+      expiresAt: record.expiresAt,
+      createdAt: record.createdAt,
+      completedAt: record.completedAt,
+    };
+    if (record.status !== 0) view.response = heldResponse(record);
+    record.view = Object.freeze(view);
     return record.view;
   }
 
@@ -278,21 +324,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
         }
       }
       const generation = (existing?.generation ?? 0) + 1;
-      const leaseUntil = at + request.leaseMs;
-      const record: MemoryRecord = {
-        key: request.key,
-        state: RecordState.InProgress,
-        fingerprint: request.fingerprint,
-        generation,
-        leaseUntil,
-        expiresAt: leaseUntil + request.retentionMs,
-        createdAt: at,
-        completedAt: null,
-        token: request.token,
-        partition: request.partition,
-        bytes: 0,
-        view: undefined,
-      };
+      const record = new MemoryRecord(request, generation, at);
       record.bytes = sizeOf(record);
       admit(record, existing, at);
       if (existing) remove(existing);
@@ -315,13 +347,19 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
       const record = owned(request.key, request.token);
       if (!record) return false;
       const at = now();
-      const response = storedCopy(request.response);
+      const kept = fitted(record, request.response, at);
       rewrite(record, {
         state: RecordState.Completed,
         completedAt: at,
         expiresAt: at + request.retentionMs,
-        response: Object.freeze(fitted(record, response, at)),
         token: null,
+        status: kept.status,
+        headers: flattened(kept.headers),
+        // Copied: the caller's buffer may be reused after we return. One memcpy
+        // (Uint8Array.from walks the bytes one by one).
+        body: kept.body.byteLength === 0 ? EMPTY : new Uint8Array(kept.body),
+        bodyOmitted: 'bodyOmitted' in kept ? kept.bodyOmitted : undefined,
+        bodySha256: 'bodySha256' in kept ? kept.bodySha256 : undefined,
       });
       return true;
     },
@@ -394,30 +432,46 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
 
 const EMPTY = new Uint8Array(0);
 
+const NO_HEADERS: readonly string[] = Object.freeze([]);
+
+function flattened(headers: readonly (readonly [string, string])[]): readonly string[] {
+  if (headers.length === 0) return NO_HEADERS;
+  const flat = new Array<string>(headers.length * 2);
+  for (let i = 0; i < headers.length; i++) {
+    const [name, value] = headers[i] as readonly [string, string];
+    flat[2 * i] = name;
+    flat[2 * i + 1] = value;
+  }
+  return flat;
+}
+
 /**
- * The copy a completion keeps. The body is copied because the caller's buffer may be reused after
- * `complete()` returns; headers are frozen so the copy can be handed to every replay as it is.
- * Built as one literal with the optional fields added in a fixed order, so every stored response
- * shares one hidden class: a spread of an object-rest (`{ ...rest, headers, body }`) gave each
- * one its own, and with tens of thousands of records held, those per-record maps made every
- * garbage collection slower.
+ * The held response as callers see it, frozen (headers and each pair too) so it can be handed to
+ * every replay as it is; the body bytes are shared and must be treated as read-only.
  */
-function storedCopy(source: StoredResponse): StoredResponse {
-  const headers = source.headers.map(([n, v]) => Object.freeze([n, v]) as [string, string]);
-  const copy: StoredResponse = {
-    status: source.status,
+function heldResponse(record: MemoryRecord): StoredResponse {
+  const flat = record.headers;
+  const headers = new Array<[string, string]>(flat.length / 2);
+  for (let i = 0; i < headers.length; i++) {
+    headers[i] = Object.freeze([flat[2 * i], flat[2 * i + 1]]) as [string, string];
+  }
+  const response: StoredResponse = {
+    status: record.status,
     headers: Object.freeze(headers) as [string, string][],
-    body: new Uint8Array(source.body), // one memcpy; Uint8Array.from walks the bytes one by one
+    body: record.body,
   };
-  if ('bodyOmitted' in source) copy.bodyOmitted = source.bodyOmitted as boolean;
-  if ('bodySha256' in source) copy.bodySha256 = source.bodySha256 as string;
-  return copy;
+  if (record.bodyOmitted !== undefined) response.bodyOmitted = record.bodyOmitted;
+  if (record.bodySha256 !== undefined) response.bodySha256 = record.bodySha256;
+  return Object.freeze(response);
 }
 
 /** Strings are counted one byte per character: keys, hashes and header values are ASCII. */
 function sizeOf(record: MemoryRecord): number {
   const own = record.key.length + record.fingerprint.length + (record.partition?.length ?? 0);
-  return MEMORY_RECORD_OVERHEAD_BYTES + own + (record.response ? responseBytes(record.response) : 0);
+  if (record.status === 0) return MEMORY_RECORD_OVERHEAD_BYTES + own;
+  let bytes = record.body.byteLength + (record.bodySha256?.length ?? 0);
+  for (const part of record.headers) bytes += part.length;
+  return MEMORY_RECORD_OVERHEAD_BYTES + own + bytes;
 }
 
 function responseBytes(response: StoredResponse): number {
