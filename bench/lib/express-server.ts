@@ -8,8 +8,8 @@ import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
-import { createClient } from '@redis/client';
 import type { IdempotencyStore } from '../../src/stores/types.js';
+import { childRedisStore } from './child-redis-store.js';
 import { childSide } from './child-side.js';
 import { chargesApp } from './express-app.js';
 import {
@@ -65,29 +65,7 @@ async function openStore(variant: ExpressVariant): Promise<IdempotencyStore | un
     return store;
   }
   if (!config.redis) throw new Error('a redis variant needs config.redis');
-  const { redisStore } = await load<typeof import('../../src/stores/redis.js')>('stores/redis');
-  // node-redis 5 as the store's docs recommend it: no offline queue, errors handled.
-  const client = createClient({ url: config.redis.url, disableOfflineQueue: true });
-  client.on('error', () => {});
-  try {
-    await Promise.race([
-      client.connect(),
-      new Promise((_, reject) => setTimeout(() => reject(new Error('no connection within 3 s')), 3_000)),
-    ]);
-  } catch (error) {
-    client.destroy();
-    send({
-      type: 'unavailable',
-      reason: `Redis is not reachable at ${config.redis.url} (${(error as Error).message})`,
-    });
-    return undefined;
-  }
-  const store = redisStore({ client, prefix: config.redis.prefix, onWarning() {} });
-  cleanups.push(
-    () => store.close(),
-    () => client.close(),
-  );
-  return store;
+  return childRedisStore({ send, cleanups }, load, config.redis);
 }
 
 /** Listens on 127.0.0.1 (an ephemeral port); the server closes first on stop. */

@@ -11,10 +11,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { createClient } from '@redis/client';
 import { type Dispatcher, Pool } from 'undici';
 import { HOP_BY_HOP } from '../../src/gateway/proxy.js';
 import type { IdempotencyStore } from '../../src/stores/types.js';
+import { childRedisStore } from './child-redis-store.js';
 import { childSide } from './child-side.js';
 import {
   BENCH_RETENTION_MS,
@@ -99,29 +99,8 @@ async function openStore(
     return { store, url: `sqlite:${path}` };
   }
   if (!config.redis) throw new Error('a redis variant needs config.redis');
-  const { redisStore } = await load<typeof import('../../src/stores/redis.js')>('stores/redis');
-  // As the gateway's own redis:// opener does: no offline queue, errors handled.
-  const client = createClient({ url: config.redis.url, disableOfflineQueue: true });
-  client.on('error', () => {});
-  try {
-    await Promise.race([
-      client.connect(),
-      new Promise((_, reject) => setTimeout(() => reject(new Error('no connection within 3 s')), 3_000)),
-    ]);
-  } catch (error) {
-    client.destroy();
-    send({
-      type: 'unavailable',
-      reason: `Redis is not reachable at ${config.redis.url} (${(error as Error).message})`,
-    });
-    return undefined;
-  }
-  const store = redisStore({ client, prefix: config.redis.prefix, onWarning() {} });
-  cleanups.push(
-    () => store.close(),
-    () => client.close(),
-  );
-  return { store, url: config.redis.url };
+  const store = await childRedisStore({ send, cleanups }, load, config.redis);
+  return store && { store, url: config.redis.url };
 }
 
 function endToEnd(headers: IncomingHttpHeaders): Record<string, string | string[]> {

@@ -1,0 +1,37 @@
+import { createClient } from '@redis/client';
+import type { IdempotencyStore } from '../../src/stores/types.js';
+import type { ChildSide } from './child-side.js';
+
+/**
+ * A bench child's Redis store on node-redis 5, set up as the store's docs recommend (no offline
+ * queue, errors handled). An unreachable server is reported to the runner as `unavailable` and
+ * gives `undefined`; the store and the client are closed on `stop`.
+ */
+export async function childRedisStore(
+  side: Pick<ChildSide, 'send' | 'cleanups'>,
+  load: <T>(module: string) => Promise<T>,
+  redis: { url: string; prefix: string },
+): Promise<IdempotencyStore | undefined> {
+  const { redisStore } = await load<typeof import('../../src/stores/redis.js')>('stores/redis');
+  const client = createClient({ url: redis.url, disableOfflineQueue: true });
+  client.on('error', () => {});
+  try {
+    await Promise.race([
+      client.connect(),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('no connection within 3 s')), 3_000)),
+    ]);
+  } catch (error) {
+    client.destroy();
+    side.send({
+      type: 'unavailable',
+      reason: `Redis is not reachable at ${redis.url} (${(error as Error).message})`,
+    });
+    return undefined;
+  }
+  const store = redisStore({ client, prefix: redis.prefix, onWarning() {} });
+  side.cleanups.push(
+    () => store.close(),
+    () => client.close(),
+  );
+  return store;
+}
