@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { withTimeout } from '../core/store-call.js';
 import type { TableName } from './postgres-schema.js';
 import type { PostgresPoolClient } from './postgres-transaction.js';
-import { SettleListeners } from './settle-listeners.js';
+import { SettleChannelState } from './settle-listeners.js';
 
 /*
  * Cross-process wake-ups for waiting duplicates (`postgresStore({ notify: true })`). The settling
@@ -41,13 +41,11 @@ export function postgresSettleChannel(
   channel: string,
   timeoutMs: number,
 ): SettleChannel {
-  const listeners = new SettleListeners();
-  let state: 'idle' | 'connecting' | 'listening' | 'down' | 'closed' = 'idle';
-  let downUntil = 0;
+  const life = new SettleChannelState(open);
   let client: ListeningClient | undefined;
 
   const onNotification = (message: { channel?: string; payload?: string }) => {
-    if (message.channel === channel && message.payload) listeners.notify(message.payload);
+    if (message.channel === channel && message.payload) life.listeners.notify(message.payload);
   };
   const onLost = () => drop();
 
@@ -63,35 +61,29 @@ export function postgresSettleChannel(
       lost.on('error', () => {});
       lost.release(true);
     }
-    if (state !== 'closed') {
-      state = 'down';
-      downUntil = Date.now() + RECONNECT_AFTER_MS;
-    }
-    listeners.notifyAll();
+    life.down(RECONNECT_AFTER_MS);
   }
 
   async function open(): Promise<void> {
-    state = 'connecting';
+    life.phase = 'connecting';
     let opened: ListeningClient;
     try {
       opened = (await withTimeout('postgres listen connect', connect, timeoutMs, (late) =>
         late.release(true),
       )) as ListeningClient;
     } catch {
-      if (state === 'connecting') drop();
+      if (life.phase === 'connecting') drop();
       return;
     }
-    // close() may have run while we connected (TypeScript cannot see that through the await).
-    if ((state as string) === 'closed') {
+    // close() may have run while we connected.
+    if (life.closed) {
       opened.release(true);
       return;
     }
     if (typeof opened.on !== 'function' || typeof opened.removeListener !== 'function') {
       // Not a pg client (a pool wrapper without events): it cannot LISTEN; waiters poll.
       opened.release();
-      state = 'down';
-      downUntil = Number.POSITIVE_INFINITY;
-      listeners.notifyAll();
+      life.down(Number.POSITIVE_INFINITY);
       return;
     }
     client = opened;
@@ -104,24 +96,13 @@ export function postgresSettleChannel(
       if (client === opened) drop();
       return;
     }
-    if (client !== opened) return;
-    state = 'listening';
-    // A settle between a waiter's claim and this LISTEN was not heard: everyone claims again.
-    listeners.notifyAll();
+    if (client === opened) life.up();
   }
 
   return {
-    onSettled(key, listener) {
-      if (state === 'closed') return undefined;
-      if (state === 'down' && Date.now() < downUntil) return undefined;
-      const unsubscribe = listeners.add(key, listener);
-      if (state === 'idle' || state === 'down') void open();
-      return unsubscribe;
-    },
+    onSettled: (key, listener) => life.subscribe(key, listener),
     close() {
-      if (state === 'closed') return;
-      state = 'closed';
-      drop();
+      if (life.close()) drop();
     },
   };
 }

@@ -1,6 +1,6 @@
 import { withTimeout } from '../core/store-call.js';
 import type { RedisClientLike } from './redis-clients.js';
-import { SettleListeners } from './settle-listeners.js';
+import { SettleChannelState } from './settle-listeners.js';
 
 /*
  * Cross-process wake-ups for waiting duplicates on a standalone Redis. The settling scripts
@@ -45,14 +45,12 @@ export function redisSettleChannel(
   const source = client as { duplicate?: () => Subscriber };
   if (typeof source.duplicate !== 'function') return undefined;
   const duplicate = source.duplicate.bind(source);
-  const listeners = new SettleListeners();
-  let state: 'idle' | 'connecting' | 'listening' | 'down' | 'closed' = 'idle';
-  let downUntil = 0;
+  const life = new SettleChannelState(open);
   let current: Subscriber | undefined;
 
   const onMessage = (message: unknown, from?: unknown) => {
     if (String(from) !== channel) return;
-    listeners.notify(Buffer.isBuffer(message) ? message.toString('utf8') : String(message));
+    life.listeners.notify(Buffer.isBuffer(message) ? message.toString('utf8') : String(message));
   };
 
   function end(subscriber: Subscriber): void {
@@ -70,22 +68,16 @@ export function redisSettleChannel(
     if (current !== subscriber) return;
     current = undefined;
     end(subscriber);
-    if (state !== 'closed') {
-      state = 'down';
-      downUntil = Date.now() + RECONNECT_AFTER_MS;
-    }
-    listeners.notifyAll();
+    life.down(RECONNECT_AFTER_MS);
   }
 
   async function open(): Promise<void> {
-    state = 'connecting';
+    life.phase = 'connecting';
     let subscriber: Subscriber;
     try {
       subscriber = duplicate();
     } catch {
-      state = 'down';
-      downUntil = Number.POSITIVE_INFINITY;
-      listeners.notifyAll();
+      life.down(Number.POSITIVE_INFINITY);
       return;
     }
     current = subscriber;
@@ -118,24 +110,15 @@ export function redisSettleChannel(
     // an app that exits without closing the store must still exit.
     if (ioredis) subscriber.stream?.unref?.();
     else subscriber.unref?.();
-    state = 'listening';
-    // A settle between a waiter's claim and this SUBSCRIBE was not heard: everyone claims again.
-    listeners.notifyAll();
+    life.up();
   }
 
   return {
-    onSettled(recordKey, listener) {
-      if (state === 'closed') return undefined;
-      if (state === 'down' && Date.now() < downUntil) return undefined;
-      const unsubscribe = listeners.add(recordKey, listener);
-      if (state === 'idle' || state === 'down') void open();
-      return unsubscribe;
-    },
+    onSettled: (recordKey, listener) => life.subscribe(recordKey, listener),
     close() {
-      if (state === 'closed') return;
-      state = 'closed';
+      if (!life.close()) return;
       if (current) drop(current);
-      listeners.notifyAll();
+      life.listeners.notifyAll();
     },
   };
 }

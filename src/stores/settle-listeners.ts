@@ -45,3 +45,57 @@ export class SettleListeners {
     return this.byKey.size;
   }
 }
+
+type ChannelPhase = 'idle' | 'connecting' | 'listening' | 'down' | 'closed';
+
+/**
+ * The life of one store's settle channel, shared by the PostgreSQL and Redis stores: opened on
+ * the first wait, down for a while after a loss (waiters poll meanwhile), closed for good by
+ * the store's close(). The store supplies `open`, which ends in `up()` or `down()`.
+ */
+export class SettleChannelState {
+  readonly listeners = new SettleListeners();
+  phase: ChannelPhase = 'idle';
+  private downUntil = 0;
+  private readonly open: () => Promise<void>;
+
+  constructor(open: () => Promise<void>) {
+    this.open = open;
+  }
+
+  /** Subscribes a waiter, or `undefined` while the channel is closed or down (the waiter polls). */
+  subscribe(key: string, listener: () => void): (() => void) | undefined {
+    if (this.phase === 'closed') return undefined;
+    if (this.phase === 'down' && Date.now() < this.downUntil) return undefined;
+    const unsubscribe = this.listeners.add(key, listener);
+    if (this.phase === 'idle' || this.phase === 'down') void this.open();
+    return unsubscribe;
+  }
+
+  /** Listening: a settle between a waiter's claim and now was not heard, so everyone claims again. */
+  up(): void {
+    this.phase = 'listening';
+    this.listeners.notifyAll();
+  }
+
+  /** The channel is gone: try again after `retryAfterMs` (Infinity: never); every waiter claims again. */
+  down(retryAfterMs: number): void {
+    if (this.phase !== 'closed') {
+      this.phase = 'down';
+      this.downUntil = Date.now() + retryAfterMs;
+    }
+    this.listeners.notifyAll();
+  }
+
+  /** Read after an await: close() may have run meanwhile. */
+  get closed(): boolean {
+    return this.phase === 'closed';
+  }
+
+  /** False when it was closed already. */
+  close(): boolean {
+    if (this.phase === 'closed') return false;
+    this.phase = 'closed';
+    return true;
+  }
+}
