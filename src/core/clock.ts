@@ -1,4 +1,4 @@
-import type { Clock } from '../stores/types.js';
+import type { Clock } from './store.js';
 
 /** Wall-clock store time for memory and SQLite. */
 export const systemClock: Clock = () => Date.now();

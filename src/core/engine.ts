@@ -1,5 +1,4 @@
 import { hash } from 'node:crypto';
-import type { ClaimResult, StoredRecord, StoreTransaction, TransactionalStore } from '../stores/types.js';
 import { monotonicNow } from './clock.js';
 import { isIdempotencyError, type ProblemCode } from './errors.js';
 import { type ExecuteDecision, type ExecutionTracker, startExecution } from './execution.js';
@@ -16,6 +15,7 @@ import { problemResponse } from './problem.js';
 import { type EngineRequest, headerValue } from './request.js';
 import { type EngineResponse, toReplay } from './response.js';
 import { DigestMemo, hashCredential, scopeHash } from './scope.js';
+import type { ClaimResult, StoredRecord, StoreTransaction, TransactionalStore } from './store.js';
 import { withTimeout } from './store-call.js';
 import { ownerToken } from './token.js';
 import { SettleSignals, Waiter } from './waiters.js';

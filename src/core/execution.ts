@@ -1,4 +1,3 @@
-import type { IdempotencyStore, StoreTransaction } from '../stores/types.js';
 import { monotonicNow, sleep } from './clock.js';
 import { Deadline, DeadlineScheduler } from './deadlines.js';
 import { IdempotencyError, isIdempotencyError, type ProblemCode } from './errors.js';
@@ -8,6 +7,7 @@ import { problemResponse } from './problem.js';
 import type { EngineRequest } from './request.js';
 import { type EngineResponse, markOriginal, toStoredResponse } from './response.js';
 import { downstreamKeyFor } from './scope.js';
+import type { IdempotencyStore, StoreTransaction } from './store.js';
 import { withTimeout } from './store-call.js';
 
 /** What a handler gets while it runs under a claim. */

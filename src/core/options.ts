@@ -1,9 +1,9 @@
-import { type IdempotencyStore, isTransactionalStore } from '../stores/types.js';
 import { IdempotencyConfigError } from './errors.js';
 import type { IdempotencyEvent } from './events.js';
 import { resolveSecrets, type VersionedSecret } from './fingerprint.js';
 import type { EngineRequest } from './request.js';
 import { type EngineResponse, replayAllowlist } from './response.js';
+import { type IdempotencyStore, isTransactionalStore } from './store.js';
 
 /** What to do with a handler's response: keep it for replay, free the key, or hold it. */
 export type Disposition = 'store' | 'release' | 'uncertain';

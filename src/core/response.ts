@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { StoredResponse } from '../stores/types.js';
+import type { StoredResponse } from './store.js';
 
 /** A response as the engine sees it, whatever the framework: status, header lines, body bytes. */
 export interface EngineResponse {

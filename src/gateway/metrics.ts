@@ -1,6 +1,6 @@
 import { Counter, Registry } from 'prom-client';
 import type { IdempotencyEvent } from '../core/events.js';
-import type { IdempotencyStore } from '../stores/types.js';
+import type { IdempotencyStore } from '../core/store.js';
 
 /*
  * Prometheus metrics for `GET /_idemkit/metrics`, fed by engine events and a store timer. Every

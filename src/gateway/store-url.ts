@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { IdempotencyStore } from '../stores/types.js';
+import type { IdempotencyStore } from '../core/store.js';
 import { ConfigError } from './config-error.js';
 import { defaultImport, exportsOf, type ImportModule, loadDriver } from './store-url-drivers.js';
 import { parseStoreUrl, redactUrl, type StoreTarget } from './store-url-parse.js';

@@ -1,6 +1,6 @@
 import type { IdempotencyEvent } from '../core/events.js';
 import type { IdempotencyOptions } from '../core/options.js';
-import type { IdempotencyStore } from '../stores/types.js';
+import type { IdempotencyStore } from '../core/store.js';
 
 /**
  * One per-route rule of the gateway's config file. Routes match by path pattern (`/charges`,

@@ -13,7 +13,7 @@ import {
   type ReleaseRequest,
   type StoredRecord,
   type StoredResponse,
-} from './types.js';
+} from '../core/store.js';
 
 export interface MemoryStoreOptions {
   /**

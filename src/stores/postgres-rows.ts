@@ -1,7 +1,7 @@
 import { StoreMisconfiguredError, StoreUnavailableError } from '../core/errors.js';
+import { RecordState, type StoredRecord } from '../core/store.js';
 import { COLUMNS } from './postgres-schema.js';
 import { decodeResponse } from './response-codec.js';
-import { RecordState, type StoredRecord } from './types.js';
 
 /* Turning what `pg` hands back (rows, errors) into the store contract's values. */
 

@@ -1,9 +1,9 @@
 import { StoreUnavailableError } from '../core/errors.js';
+import type { CompleteRequest, StoreTransaction } from '../core/store.js';
 import { withTimeout } from '../core/store-call.js';
 import { isSqlstate } from './postgres-rows.js';
 import type { Statement } from './postgres-sql.js';
 import { encodeResponse } from './response-codec.js';
-import type { CompleteRequest, StoreTransaction } from './types.js';
 
 /*
  * Transactional mode (architecture.md §3, reliability.md F1, F12). The claim has committed on its

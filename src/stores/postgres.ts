@@ -1,4 +1,12 @@
 import { IdempotencyConfigError, StoreUnavailableError } from '../core/errors.js';
+import {
+  type ClaimRequest,
+  type ClaimResult,
+  type IdempotencyStore,
+  RecordState,
+  type StoredRecord,
+  type TransactionalStore,
+} from '../core/store.js';
 import { withTimeout } from '../core/store-call.js';
 import { settingsWarner } from './postgres-check.js';
 import { postgresSettleChannel, type SettleChannel, settleChannel } from './postgres-listen.js';
@@ -13,14 +21,6 @@ import {
   type PostgresTransactionClient,
 } from './postgres-transaction.js';
 import { encodeResponse } from './response-codec.js';
-import {
-  type ClaimRequest,
-  type ClaimResult,
-  type IdempotencyStore,
-  RecordState,
-  type StoredRecord,
-  type TransactionalStore,
-} from './types.js';
 
 export type {
   IsolationLevel,

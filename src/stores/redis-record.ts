@@ -1,6 +1,6 @@
 import { StoreUnavailableError } from '../core/errors.js';
+import { RecordState, type StoredRecord } from '../core/store.js';
 import { decodeResponse } from './response-codec.js';
-import { RecordState, type StoredRecord } from './types.js';
 
 /*
  * A Redis record is one string (format 2), written with a TTL that ends at expiresAt:

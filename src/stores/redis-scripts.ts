@@ -57,7 +57,7 @@ function script(name: string, source: string): RedisScript {
  * claim(KEYS[1]; ARGV: fingerprint, token, leaseMs, retentionMs, mark waiters '1' or '')
  * → {1, generation[, 1 on a takeover]} when acquired, else {0, record value, expiresAt}.
  * Runs when the first claim's `SET NX` found a record. See the lease timeline above ClaimResult
- * in src/stores/types.ts.
+ * in src/core/store.ts.
  */
 export const CLAIM = script(
   'claim',

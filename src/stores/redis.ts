@@ -1,4 +1,5 @@
 import { IdempotencyConfigError, StoreMisconfiguredError, StoreUnavailableError } from '../core/errors.js';
+import { type ClaimResult, type IdempotencyStore, RecordState, type StoredRecord } from '../core/store.js';
 import { withTimeout } from '../core/store-call.js';
 import { detectClient, type RedisArgument, type RedisClientLike } from './redis-clients.js';
 import { claimValue, formatError, parseRecord } from './redis-record.js';
@@ -14,7 +15,6 @@ import {
 } from './redis-scripts.js';
 import { type RedisSettleChannel, redisSettleChannel } from './redis-settle.js';
 import { encodeResponse } from './response-codec.js';
-import { type ClaimResult, type IdempotencyStore, RecordState, type StoredRecord } from './types.js';
 
 export type {
   IoRedisClusterLike,

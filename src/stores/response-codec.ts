@@ -1,4 +1,4 @@
-import type { StoredResponse } from './types.js';
+import type { StoredResponse } from '../core/store.js';
 
 /*
  * One binary blob per stored response, so SQL and Redis stores keep a single column or field:

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { systemClock } from '../core/clock.js';
 import { IdempotencyConfigError, StoreMisconfiguredError, StoreUnavailableError } from '../core/errors.js';
+import type { ClaimRequest, ClaimResult, Clock, IdempotencyStore, StoredRecord } from '../core/store.js';
 import { decodeResponse, encodeResponse } from './response-codec.js';
 import { createWriteBatcher, type WriteBatcher } from './sqlite-batch.js';
 import {
@@ -12,7 +13,6 @@ import {
   type Statements,
 } from './sqlite-connection.js';
 import { checkTableName, SCHEMA_VERSION } from './sqlite-schema.js';
-import type { ClaimRequest, ClaimResult, Clock, IdempotencyStore, StoredRecord } from './types.js';
 
 export type { SqliteDatabase, SqliteStatement } from './sqlite-connection.js';
 

@@ -1,5 +1,5 @@
 import type { IdempotencyOptions } from '../core/options.js';
-import type { IdempotencyStore } from '../stores/types.js';
+import type { IdempotencyStore } from '../core/store.js';
 import type { ReferenceApp } from './reference-app.js';
 
 export interface StoreHandle {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import type { ClaimRequest, ClaimResult, IdempotencyStore, StoredRecord } from '../stores/types.js';
+import type { ClaimRequest, ClaimResult, IdempotencyStore, StoredRecord } from '../core/store.js';
 import {
   assertNoToken,
   assertSameResponse,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { IdempotencyStore, StoredRecord, StoredResponse } from '../stores/types.js';
+import type { IdempotencyStore, StoredRecord, StoredResponse } from '../core/store.js';
 
 /*
  * Shared pieces of the store contract suite: responses that exercise the codec paths, random

@@ -1,12 +1,7 @@
 import assert from 'node:assert/strict';
 import type { Arbitrary, AsyncCommand } from 'fast-check';
 import { StoreMisconfiguredError } from '../core/errors.js';
-import {
-  type IdempotencyStore,
-  RecordState,
-  type StoredRecord,
-  type StoredResponse,
-} from '../stores/types.js';
+import { type IdempotencyStore, RecordState, type StoredRecord, type StoredResponse } from '../core/store.js';
 import {
   copyResponse,
   RESPONSES,

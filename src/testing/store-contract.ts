@@ -1,5 +1,5 @@
 import { IdempotencyConfigError } from '../core/errors.js';
-import type { IdempotencyStore } from '../stores/types.js';
+import type { IdempotencyStore } from '../core/store.js';
 import { type CaseContext, defineContractCases } from './store-contract-cases.js';
 import { LONG_MS, passStoreTime, randomToken } from './store-contract-fixtures.js';
 import { runStoreModel } from './store-contract-model.js';

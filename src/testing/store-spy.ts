@@ -1,4 +1,4 @@
-import { type IdempotencyStore, isTransactionalStore, type TransactionalStore } from '../stores/types.js';
+import { type IdempotencyStore, isTransactionalStore, type TransactionalStore } from '../core/store.js';
 
 /**
  * Wraps a real store and counts the calls that reach it, so a test can prove that a rejected
