@@ -1,0 +1,288 @@
+import type { OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { ExecuteDecision } from '../core/execution.js';
+import type { EngineResponse } from '../core/response.js';
+import { clearHeaders, sendEngineResponse } from './node-http.js';
+
+type Callback = (error?: Error | null) => void;
+type WriteHeadHeaders = OutgoingHttpHeaders | OutgoingHttpHeader[] | readonly [string, string][];
+
+/** Headers that describe one connection's framing: the engine's answer sets its own. */
+const FRAMING = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive']);
+
+/**
+ * Captures what a handler writes to a ServerResponse while its execution runs — `setHeader`,
+ * `writeHead` (a record, `[name, value]` pairs or a flat list), `write`, `end`, and so
+ * `res.send`/`res.json`/`pipe`/`sendFile`, which all come down to those — and sends nothing until
+ * `commit()` has persisted it. Then the answer goes out as the engine returns it (the handler's
+ * response marked `Idempotent-Replayed: false`, or a `lease-lost` problem).
+ *
+ * A body larger than `maxStoredBytes` is not held whole: once it passes the limit the status and
+ * headers are committed without it (replays answer `result-unavailable`) and the rest streams
+ * through. A response destroyed before it ended (a piped stream that failed) aborts the
+ * execution, which releases the key or marks it uncertain after `effectsStarted()`.
+ *
+ * The methods are overridden on this one response object and restored once the answer is
+ * decided. Call `fail(error)` when the handler threw before it answered.
+ */
+export function captureResponse(
+  res: ServerResponse,
+  decision: ExecuteDecision,
+  maxStoredBytes: number,
+): ResponseCapture {
+  return new ResponseCapture(res, decision, maxStoredBytes);
+}
+
+const METHODS = ['writeHead', 'write', 'end', 'flushHeaders', 'destroy'] as const;
+type Method = (typeof METHODS)[number];
+
+export class ResponseCapture {
+  private readonly res: ServerResponse;
+  private readonly decision: ExecuteDecision;
+  private readonly maxStoredBytes: number;
+  private readonly chunks: Uint8Array[] = [];
+  private size = 0;
+  /**
+   * capturing: nothing sent · streaming: status and headers are being committed, the body passed
+   * the limit · passing: committed, the body goes straight to Node · done: the answer is decided.
+   */
+  private state: 'capturing' | 'streaming' | 'passing' | 'done' = 'capturing';
+  /** `end()` called while the streaming commit was in flight. */
+  private pendingEnd: { done: Callback | undefined } | undefined;
+  /** What was there before: an own property (compression middleware patches per response) or the prototype's. */
+  private readonly saved = new Map<Method, unknown>();
+  /** Resolves once the execution has ended (committed or aborted) and the answer was handed to Node. */
+  readonly settled: Promise<void>;
+  private resolveSettled!: () => void;
+
+  constructor(res: ServerResponse, decision: ExecuteDecision, maxStoredBytes: number) {
+    this.res = res;
+    this.decision = decision;
+    this.maxStoredBytes = maxStoredBytes;
+    this.settled = new Promise((resolve) => {
+      this.resolveSettled = resolve;
+    });
+    const own = res as unknown as Record<Method, unknown>;
+    for (const name of METHODS) if (Object.hasOwn(own, name)) this.saved.set(name, own[name]);
+    own.writeHead = this.writeHead.bind(this);
+    own.write = this.write.bind(this);
+    own.end = this.end.bind(this);
+    own.flushHeaders = noop;
+    own.destroy = this.destroy.bind(this);
+  }
+
+  /** The handler threw (or rejected) before it answered: end the execution with a problem. */
+  async fail(error: unknown): Promise<void> {
+    if (this.state === 'streaming' || this.state === 'passing') {
+      // The status line is committed and the body is on its way: the answer cannot change now.
+      this.state = 'done';
+      this.restore();
+      this.res.destroy(asError(error));
+      return;
+    }
+    if (this.state === 'done') return;
+    this.state = 'done';
+    try {
+      const result = await this.decision.abort(error);
+      this.sendInstead(result.response);
+    } finally {
+      this.resolveSettled();
+    }
+  }
+
+  private restore(): void {
+    const own = this.res as unknown as Record<Method, unknown>;
+    for (const name of METHODS) {
+      if (this.saved.has(name)) own[name] = this.saved.get(name);
+      else delete own[name];
+    }
+  }
+
+  /** Sends an engine answer in place of what the handler wrote; its later writes go nowhere. */
+  private sendInstead(response: EngineResponse): void {
+    this.restore();
+    const res = this.res;
+    if (res.destroyed) return;
+    clearHeaders(res);
+    sendEngineResponse(res, response);
+    // A handler still writing must not hit "write after end" (an unhandled 'error' on res).
+    const own = res as unknown as Record<string, unknown>;
+    own.write = swallow;
+    own.end = swallowEnd;
+  }
+
+  private writeHead(
+    status: number,
+    reason?: string | WriteHeadHeaders,
+    headers?: WriteHeadHeaders,
+  ): ServerResponse {
+    const res = this.res;
+    res.statusCode = status;
+    let fields = headers;
+    if (typeof reason === 'string') res.statusMessage = reason;
+    else fields = reason;
+    if (Array.isArray(fields)) applyHeaderList(res, fields);
+    else if (fields)
+      for (const name in fields) setIfDefined(res, name, (fields as OutgoingHttpHeaders)[name]);
+    return res;
+  }
+
+  private write(chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
+    const done = (typeof encoding === 'function' ? encoding : callback) as Callback | undefined;
+    if (this.state !== 'done') this.hold(chunk, encoding);
+    if (done) process.nextTick(done);
+    if (this.state === 'capturing' && this.size > this.maxStoredBytes) this.startStreaming();
+    return true;
+  }
+
+  private end(chunk?: unknown, encoding?: unknown, callback?: unknown): ServerResponse {
+    const done = (
+      typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : callback
+    ) as Callback | undefined;
+    if (this.state === 'done') {
+      if (done) process.nextTick(done);
+      return this.res;
+    }
+    if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') this.hold(chunk, encoding);
+    if (this.state === 'streaming') this.pendingEnd = { done };
+    else void this.commitWhole(done);
+    return this.res;
+  }
+
+  /** A response destroyed before it ended (a failed pipe): the execution must end here too. */
+  private destroy(error?: Error): ServerResponse {
+    const before = this.state;
+    this.state = 'done';
+    this.restore();
+    if (before === 'capturing') {
+      void this.decision
+        .abort(error ?? new Error('the response was destroyed before it ended'))
+        .finally(() => this.resolveSettled());
+    }
+    return this.res.destroy(error);
+  }
+
+  private hold(chunk: unknown, encoding: unknown): void {
+    const bytes =
+      typeof chunk === 'string'
+        ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
+        : chunk instanceof Uint8Array
+          ? chunk
+          : undefined;
+    if (bytes === undefined || bytes.byteLength === 0) return;
+    this.chunks.push(bytes);
+    this.size += bytes.byteLength;
+  }
+
+  private captured(bodyOmitted: boolean): EngineResponse {
+    const res = this.res;
+    const response: EngineResponse = { status: res.statusCode, headers: headerLinesOf(res), body: EMPTY };
+    if (bodyOmitted) response.bodyOmitted = true;
+    else
+      response.body =
+        this.chunks.length === 1 ? (this.chunks[0] as Uint8Array) : Buffer.concat(this.chunks, this.size);
+    return response;
+  }
+
+  private async commitWhole(done: Callback | undefined): Promise<void> {
+    this.state = 'done';
+    try {
+      const result = await this.decision.commit(this.captured(false));
+      this.restore();
+      const res = this.res;
+      if (res.destroyed) return;
+      clearHeaders(res);
+      sendEngineResponse(res, result.response);
+      if (done) res.once('finish', () => done());
+    } catch (error) {
+      this.restore();
+      this.res.destroy(asError(error));
+    } finally {
+      this.resolveSettled();
+    }
+  }
+
+  /**
+   * Past `maxStoredBytes`: commit status and headers now, without the body, then let the body
+   * through. Writes are held while the commit is in flight and flushed in order once it returns.
+   */
+  private startStreaming(): void {
+    this.state = 'streaming';
+    this.decision.commit(this.captured(true)).then(
+      (result) => {
+        if (this.state === 'done') return this.resolveSettled();
+        if (result.disposition === 'lease-lost' || result.response.status !== this.res.statusCode) {
+          this.state = 'done';
+          this.sendInstead(result.response);
+          return this.resolveSettled();
+        }
+        this.state = 'passing';
+        this.restore();
+        const res = this.res;
+        res.setHeader('idempotent-replayed', 'false');
+        for (const chunk of this.chunks) res.write(chunk);
+        this.chunks.length = 0;
+        if (this.pendingEnd) res.end(this.pendingEnd.done);
+        this.resolveSettled();
+      },
+      (error: unknown) => {
+        this.state = 'done';
+        this.restore();
+        this.res.destroy(asError(error));
+        this.resolveSettled();
+      },
+    );
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+function noop(): void {}
+
+function swallow(_chunk?: unknown, encoding?: unknown, callback?: unknown): boolean {
+  const done = typeof encoding === 'function' ? encoding : callback;
+  if (typeof done === 'function') process.nextTick(done as Callback);
+  return true;
+}
+
+function swallowEnd(
+  this: ServerResponse,
+  chunk?: unknown,
+  encoding?: unknown,
+  callback?: unknown,
+): ServerResponse {
+  const done = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : callback;
+  if (typeof done === 'function') process.nextTick(done as Callback);
+  return this;
+}
+
+/** Node's header record as the engine's lines; arrays (set-cookie) become one line each. */
+export function headerLinesOf(res: ServerResponse): [string, string][] {
+  const lines: [string, string][] = [];
+  const headers = res.getHeaders();
+  for (const name in headers) {
+    if (FRAMING.has(name)) continue;
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) lines.push([name, String(v)]);
+    else lines.push([name, String(value)]);
+  }
+  return lines;
+}
+
+/** `writeHead` with a list: names in it replace earlier values, repeats within it are kept. */
+function applyHeaderList(res: ServerResponse, list: readonly unknown[]): void {
+  const pairs: [string, string][] = [];
+  if (Array.isArray(list[0]))
+    for (const pair of list as [string, string][]) pairs.push([pair[0], String(pair[1])]);
+  else for (let i = 0; i + 1 < list.length; i += 2) pairs.push([String(list[i]), String(list[i + 1])]);
+  for (const [name] of pairs) res.removeHeader(name);
+  for (const [name, value] of pairs) res.appendHeader(name, value);
+}
+
+function setIfDefined(res: ServerResponse, name: string, value: OutgoingHttpHeader | undefined): void {
+  if (value !== undefined) res.setHeader(name, value);
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
