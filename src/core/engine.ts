@@ -1,7 +1,8 @@
 import { hash } from 'node:crypto';
 import { monotonicNow } from './clock.js';
+import type { Decision } from './decision.js';
 import { isIdempotencyError, type ProblemCode } from './errors.js';
-import { type ExecuteDecision, type ExecutionTracker, startExecution } from './execution.js';
+import { type ExecutionTracker, startExecution } from './execution.js';
 import { createFingerprint, fingerprintMatches, type VersionedSecret } from './fingerprint.js';
 import { findKey } from './key-carriers.js';
 import {
@@ -13,7 +14,7 @@ import {
 } from './options.js';
 import { problemResponse } from './problem.js';
 import { type EngineRequest, headerValue } from './request.js';
-import { type EngineResponse, toReplay } from './response.js';
+import { toReplay } from './response.js';
 import { DigestMemo, hashCredential, scopeHash } from './scope.js';
 import type { ClaimResult, StoredRecord, StoreTransaction, TransactionalStore } from './store.js';
 import { withTimeout } from './store-call.js';
@@ -21,14 +22,7 @@ import { ownerToken } from './token.js';
 import { SettleSignals, Waiter } from './waiters.js';
 import { type FetchHandler, handleFetch } from './web.js';
 
-export type Decision =
-  /** Not covered (method, or no key on an optional route): run the handler without idemkit. */
-  | { kind: 'bypass' }
-  /** Answer with `response` (a problem), do not run the handler. */
-  | { kind: 'reject'; code: ProblemCode; response: EngineResponse }
-  /** Answer with the stored result, do not run the handler. */
-  | { kind: 'replay'; key: string; response: EngineResponse }
-  | ExecuteDecision;
+export type { Decision } from './decision.js';
 
 export interface Idempotency {
   /** Decides what to do with a request; expected states are values, never throws for them. */

@@ -1,5 +1,6 @@
 import { monotonicNow, sleep } from './clock.js';
 import { Deadline, DeadlineScheduler } from './deadlines.js';
+import type { CommitResult, ExecuteDecision, HandlerContext } from './decision.js';
 import { IdempotencyError, isIdempotencyError, type ProblemCode } from './errors.js';
 import type { IdempotencyEvent } from './events.js';
 import { type Disposition, defaultClassify, type ResolvedOptions } from './options.js';
@@ -10,40 +11,7 @@ import { downstreamKeyFor } from './scope.js';
 import type { IdempotencyStore, StoreTransaction } from './store.js';
 import { withTimeout } from './store-call.js';
 
-/** What a handler gets while it runs under a claim. */
-export interface HandlerContext {
-  /** Fires when the lease is lost (taken over, or unrenewable for a whole lease): stop before effects. */
-  readonly signal: AbortSignal;
-  /** The record's generation: rises on every takeover, so a foreign system can reject older writers. */
-  readonly fencingToken: number;
-  /** A key for foreign calls (payments, email), stable across retries and takeovers. */
-  downstreamKey(): string;
-  /** Marks that effects began: a failure then holds the key as `uncertain` instead of releasing it. */
-  effectsStarted(): void;
-  /**
-   * Transactional mode only: the store's transaction (for PostgreSQL a client with `query`).
-   * Writes made through it commit together with the stored result, or not at all.
-   */
-  readonly transaction?: unknown;
-}
-
-export interface CommitResult {
-  /** What to send: the handler's response marked as original, or a problem (409 `lease-lost`). */
-  response: EngineResponse;
-  disposition: Disposition | 'lease-lost' | 'unknown';
-  /** False when the result could not be written yet (F3); a background flush keeps trying. */
-  durable: boolean;
-}
-
-export interface ExecuteDecision {
-  kind: 'execute';
-  key: string;
-  ctx: HandlerContext;
-  /** Call once with the handler's response. Persists it before you answer (item 5). */
-  commit(response: EngineResponse): Promise<CommitResult>;
-  /** Call once when the handler threw; answers a sanitised 500 (or `lease-lost`). */
-  abort(error?: unknown): Promise<CommitResult>;
-}
+export type { CommitResult, ExecuteDecision, HandlerContext } from './decision.js';
 
 export interface ExecutionParams {
   options: ResolvedOptions;

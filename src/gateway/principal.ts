@@ -8,7 +8,8 @@ import {
   errors as joseErrors,
   jwtVerify,
 } from 'jose';
-import type { Decision, Idempotency } from '../core/engine.js';
+import type { Decision } from '../core/decision.js';
+import type { Idempotency } from '../core/engine.js';
 import { problemResponse } from '../core/problem.js';
 import { type EngineRequest, type HeaderInput, headerValue, headerValues } from '../core/request.js';
 import { hashCredential } from '../core/scope.js';

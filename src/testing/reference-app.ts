@@ -1,4 +1,4 @@
-import type { HandlerContext } from '../core/execution.js';
+import type { HandlerContext } from '../core/decision.js';
 
 /**
  * The app the HTTP contract suite puts behind each adapter and the gateway. Every execution is
