@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
+import { formatDuration, parseDuration } from '../gateway/units.js';
 import { usage } from './common.js';
-import { formatDuration, parseDuration } from './units.js';
 
 interface DemoFlags {
   operations: string;

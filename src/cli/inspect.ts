@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
+import { formatDuration } from '../gateway/units.js';
 import type { StoredRecord } from '../stores/types.js';
 import { storeOption, storeUrlFrom, withStore } from './common.js';
 import { addSelectorOptions, type SelectorFlags, storeKeyOf } from './record-selector.js';
-import { formatDuration } from './units.js';
 
 interface InspectFlags extends SelectorFlags {
   store?: string;

@@ -1,8 +1,8 @@
-import { parseDuration, parseSize } from '../cli/units.js';
 import { ConfigError } from './config-error.js';
 import { invalidProxyEntry } from './forwarded.js';
 import { parseStoreUrl } from './store-url-parse.js';
 import type { GatewayConfig } from './types.js';
+import { parseDuration, parseSize } from './units.js';
 
 /*
  * Every gateway setting once: its flag, its IDEMKIT_* variable, its config-file key, how text and

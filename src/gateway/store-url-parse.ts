@@ -1,5 +1,5 @@
-import { parseSize } from '../cli/units.js';
 import { ConfigError } from './config-error.js';
+import { parseSize } from './units.js';
 
 /** Where `--store` points, parsed without loading any driver (config validation uses it too). */
 export type StoreTarget =

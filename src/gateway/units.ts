@@ -1,8 +1,10 @@
-import { ConfigError } from '../gateway/config-error.js';
+import { ConfigError } from './config-error.js';
 
 /*
- * Human units for the command line and environment (`30s`, `24h`, `1mb`). The JSON config file
- * keeps plain numbers with the unit in the name (`leaseMs`), so these are for typing only.
+ * Human units for the gateway's command line and environment (`30s`, `24h`, `1mb`), and for
+ * store URL parameters. The JSON config file keeps plain numbers with the unit in the name
+ * (`leaseMs`), so these are for typing only. They live with the gateway, whose configuration
+ * parses them; the CLI imports them from here.
  */
 
 const DURATION_UNITS: Readonly<Record<string, number>> = {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatDuration, parseDuration, parseSize } from '../../src/cli/units.js';
 import { ConfigError } from '../../src/gateway/config-error.js';
+import { formatDuration, parseDuration, parseSize } from '../../src/gateway/units.js';
 
 describe('human durations (--lease 30s)', () => {
   it('turns every unit into milliseconds', () => {
