@@ -18,6 +18,7 @@ import { toReplay } from './response.js';
 import { DigestMemo, hashCredential, scopeHash } from './scope.js';
 import type { ClaimResult, StoredRecord, StoreTransaction, TransactionalStore } from './store.js';
 import { withTimeout } from './store-call.js';
+import { StoreCheck } from './store-check.js';
 import { ownerToken } from './token.js';
 import { SettleSignals, Waiter } from './waiters.js';
 import { type FetchHandler, handleFetch } from './web.js';
@@ -29,6 +30,12 @@ export interface Idempotency {
   begin(request: EngineRequest): Promise<Decision>;
   /** The whole flow for a Web `Request → Response` handler (what `idemkit/fetch` uses). */
   handle(request: Request, handler: FetchHandler, native?: unknown): Promise<Response>;
+  /**
+   * Probes the store now, for a health endpoint: its `check()` (or a read when it has none)
+   * within `storeTimeoutMs`. Shares the engine's check state: a passing check also lets
+   * requests skip theirs. Never throws.
+   */
+  storeHealthy(): Promise<boolean>;
   /** The options as resolved (defaults filled in, frozen). */
   readonly options: ReturnType<typeof resolveOptions>;
   /** Stops the sweeper. The store is the caller's to close. */
@@ -72,27 +79,7 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
     return secretsReady;
   }
 
-  // The store's startup check (eviction policy, schema, journal mode) runs before the first
-  // claim; a misconfiguration answers 503 store-misconfigured and is checked again later.
-  let checkedOk = !store.check;
-  let nextCheckAt = 0;
-  let lastCheckError: unknown;
-  async function storeMisconfigured(): Promise<boolean> {
-    if (checkedOk) return false;
-    const now = monotonicNow();
-    if (now >= nextCheckAt) {
-      nextCheckAt = now + 5_000;
-      try {
-        await withTimeout('check', () => (store.check as () => Promise<void>)(), options.storeTimeoutMs);
-        checkedOk = true;
-        return false;
-      } catch (error) {
-        lastCheckError = error;
-        emit({ type: 'store-error', operation: 'check', error });
-      }
-    }
-    return isIdempotencyError(lastCheckError) && lastCheckError.code === 'store-misconfigured';
-  }
+  const storeCheck = new StoreCheck(store, options.storeTimeoutMs, emit);
 
   const sweeper =
     options.sweepIntervalMs > 0 ? setInterval(() => void sweep(), options.sweepIntervalMs) : undefined;
@@ -156,7 +143,7 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
       },
       options.fingerprint,
     );
-    if (await storeMisconfigured()) {
+    if (!storeCheck.passed && (await storeCheck.misconfigured())) {
       return reject('store-misconfigured', 'the idempotency store failed its configuration check');
     }
     let known: readonly VersionedSecret[];
@@ -364,6 +351,7 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
     begin,
     options,
     handle: (request, handler, native) => handleFetch(engine, request, handler, native),
+    storeHealthy: () => storeCheck.probe(),
     async close() {
       if (sweeper) clearInterval(sweeper);
     },

@@ -1,3 +1,4 @@
+import { DEFAULTS } from '../core/options.js';
 import { normalizePattern } from './path.js';
 import type { GatewayConfig, GatewayRoute } from './types.js';
 
@@ -15,8 +16,6 @@ export interface ResolvedRoute {
   replayHeaders: readonly string[];
 }
 
-const DEFAULT_METHODS = ['POST', 'PATCH'];
-
 /** `/orders/*` → `^/orders/.+$`; everything else matches literally. */
 function compile(pattern: string): RegExp {
   const escaped = pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.+');
@@ -30,8 +29,8 @@ function compile(pattern: string): RegExp {
 export function createRouteMatcher(config: GatewayConfig): (method: string, path: string) => ResolvedRoute {
   const resolve = (route: Partial<GatewayRoute>): ResolvedRoute =>
     Object.freeze({
-      methods: new Set((route.methods ?? DEFAULT_METHODS).map((m) => m.toUpperCase())),
-      required: route.required ?? true,
+      methods: new Set((route.methods ?? DEFAULTS.methods).map((m) => m.toUpperCase())),
+      required: route.required ?? DEFAULTS.required,
       principalHeader: (route.principalHeader ?? config.principalHeader).toLowerCase(),
       leaseMs: route.leaseMs ?? config.leaseMs,
       retentionMs: route.retentionMs ?? config.retentionMs,
@@ -62,7 +61,7 @@ export function createRouteMatcher(config: GatewayConfig): (method: string, path
 
 /** Every method any route covers: the engine's `methods`. */
 export function coveredMethods(config: GatewayConfig): string[] {
-  const all = new Set(DEFAULT_METHODS);
+  const all = new Set<string>(DEFAULTS.methods);
   for (const route of config.routes) for (const m of route.methods ?? []) all.add(m.toUpperCase());
   return [...all];
 }

@@ -1,5 +1,5 @@
 import type { IdempotencyEvent } from '../core/events.js';
-import type { IdempotencyOptions } from '../core/options.js';
+import { DEFAULTS, type IdempotencyOptions } from '../core/options.js';
 import type { IdempotencyStore } from '../core/store.js';
 
 /**
@@ -92,6 +92,7 @@ export interface GatewayConfig {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent';
 }
 
+/** The gateway's own settings; the engine's (lease, retention, limits, timeouts) are core's defaults. */
 export const GATEWAY_DEFAULTS = Object.freeze({
   host: '127.0.0.1',
   port: 8787,
@@ -108,12 +109,12 @@ export const GATEWAY_DEFAULTS = Object.freeze({
   store: 'sqlite:./.idemkit/idemkit.db',
   principalHeader: 'authorization',
   allowAnonymous: false,
-  leaseMs: 30_000,
-  retentionMs: 86_400_000,
+  leaseMs: DEFAULTS.leaseMs,
+  retentionMs: DEFAULTS.retentionMs,
   waitMs: 0,
-  maxBodyBytes: 1_048_576,
-  maxStoredBytes: 1_048_576,
-  storeTimeoutMs: 1_000,
+  maxBodyBytes: DEFAULTS.maxBodyBytes,
+  maxStoredBytes: DEFAULTS.maxStoredBytes,
+  storeTimeoutMs: DEFAULTS.storeTimeoutMs,
   upstreamTimeoutMs: 30_000,
   drainMs: 10_000,
   forwardKey: 'derived' as const,
