@@ -1,52 +1,14 @@
 import { pathToFileURL } from 'node:url';
 import { serve } from '@hono/node-server';
-import { Hono } from 'hono';
-// In your app: import { idempotency, type IdempotencyVariables } from 'idemkit/hono'
-import { type IdempotencyVariables, idempotency } from '../../src/adapters/hono.js';
-import { memoryStore } from '../../src/index.js';
+import { createApp } from './app.js';
 
-interface Payment {
-  id: string;
-  amount: number;
-  currency: string;
-  providerKey: string;
-}
-
-/** A mini payments API: POST /payments runs once per Idempotency-Key, retries get the replay. */
-export function createApp() {
-  const payments = new Map<string, Payment>();
-  const app = new Hono<{ Variables: IdempotencyVariables }>();
-
-  // Keyed POSTs need an Authorization header: records are scoped to the caller.
-  app.use('/payments', idempotency({ store: memoryStore() }));
-
-  app.post('/payments', async (c) => {
-    const { amount, currency } = await c.req.json<{ amount: number; currency: string }>();
-    if (!Number.isInteger(amount) || amount <= 0)
-      return c.json({ error: 'amount must be a positive integer' }, 422);
-    // The same key on every retry: hand it to the payment provider so it deduplicates too.
-    const providerKey = c.var.idempotency?.downstreamKey() ?? crypto.randomUUID();
-    const payment = { id: `pay_${payments.size + 1}`, amount, currency, providerKey };
-    payments.set(payment.id, payment);
-    c.header('location', `/payments/${payment.id}`);
-    return c.json(payment, 201);
-  });
-
-  app.get('/payments/:id', (c) => {
-    const payment = payments.get(c.req.param('id'));
-    return payment ? c.json(payment) : c.json({ error: 'not found' }, 404);
-  });
-
-  return { app, payments };
-}
-
-/** Listens on 127.0.0.1 (port 0 picks a free one); resolves once it accepts connections. */
+/** Serves the payments API on Node at 127.0.0.1:PORT (0 picks a free port). */
 export function start(port = Number(process.env.PORT ?? 3000)) {
-  const { app, payments } = createApp();
-  return new Promise<{ url: string; payments: Map<string, Payment>; close(): Promise<void> }>((resolve) => {
+  const { app } = createApp();
+  return new Promise<{ url: string; close(): Promise<void> }>((resolve) => {
     const server = serve({ fetch: app.fetch, port, hostname: '127.0.0.1' }, (info) => {
       const close = () => new Promise<void>((done) => server.close(() => done()));
-      resolve({ url: `http://127.0.0.1:${info.port}`, payments, close });
+      resolve({ url: `http://127.0.0.1:${info.port}`, close });
     });
   });
 }

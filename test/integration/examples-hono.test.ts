@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
 
 /** Runs examples/hono/server.ts as a reader would (`node --import tsx`), on a free port. */
 async function startExample(): Promise<{ url: string; child: ChildProcess }> {
@@ -74,5 +75,16 @@ describe('examples/hono', () => {
     } finally {
       await stop(child);
     }
+  });
+
+  it('fetch-check.ts (the runtime-neutral check the README runs on Bun and Deno) passes on Node', async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', 'examples/hono/fetch-check.ts'],
+      {
+        timeout: 30_000,
+      },
+    );
+    assert.match(stdout, /fetch-check: ok/);
   });
 });
