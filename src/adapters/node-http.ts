@@ -100,9 +100,16 @@ export function clearHeaders(res: ServerResponse): void {
   for (const name of res.getHeaderNames()) res.removeHeader(name);
 }
 
-/** `[[name, value], …]` as Node's flat `[name, value, name, value, …]` form. */
+/**
+ * `[name, value][]` → the flat `[name, value, name, value, …]` list node's `writeHead` takes as is:
+ * repeated names stay separate field lines, and no record is built per answer.
+ */
 export function flatHeaders(list: readonly (readonly [string, string])[]): string[] {
-  const flat: string[] = [];
-  for (const [name, value] of list) flat.push(name, value);
-  return flat;
+  const out: string[] = new Array(list.length * 2);
+  for (let i = 0; i < list.length; i++) {
+    const [name, value] = list[i] as readonly [string, string];
+    out[2 * i] = name;
+    out[2 * i + 1] = value;
+  }
+  return out;
 }

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { type Dispatcher, Pool } from 'undici';
+import { flatHeaders } from '../adapters/node-http.js';
 import type { EngineResponse } from '../core/response.js';
 import { createTrustedProxies, setForwardingHeaders } from './forwarded.js';
 import { UpstreamError } from './upstream-outcome.js';
@@ -258,18 +259,4 @@ function responseHeaderList(headers: Record<string, string | string[] | undefine
     for (const v of Array.isArray(value) ? value : [value]) list.push([name, v]);
   }
   return list;
-}
-
-/**
- * `[name, value][]` → the flat `[name, value, name, value, …]` list node's `writeHead` takes as is:
- * repeated names stay separate field lines, and no record is built per answer.
- */
-export function flatHeaders(list: readonly [string, string][]): string[] {
-  const out: string[] = new Array(list.length * 2);
-  for (let i = 0; i < list.length; i++) {
-    const [name, value] = list[i] as [string, string];
-    out[2 * i] = name;
-    out[2 * i + 1] = value;
-  }
-  return out;
 }

@@ -1,16 +1,17 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
+import { flatHeaders, readNodeBody, sendEngineResponse } from '../adapters/node-http.js';
 import { createIdempotency } from '../core/engine.js';
 import { isIdempotencyError } from '../core/errors.js';
 import { problemResponse } from '../core/problem.js';
 import { type EngineRequest, headerValue } from '../core/request.js';
-import { type EngineResponse, isNullBodyStatus } from '../core/response.js';
+import type { EngineResponse } from '../core/response.js';
 import { type AdminEndpoints, type AdminListener, startAdminListener } from './admin.js';
 import { createGatewayServer, listen } from './listener.js';
 import { createGatewayMetrics } from './metrics.js';
 import { normalizeTarget } from './path.js';
 import { createPrincipalResolver, describePrincipal, refusingUnusableCredentials } from './principal.js';
-import { createUpstream, flatHeaders, type UpstreamAnswer } from './proxy.js';
+import { createUpstream, type UpstreamAnswer } from './proxy.js';
 import { coveredMethods, createRouteMatcher, type ResolvedRoute } from './routes.js';
 import type { GatewayLogger, RunningGateway, StartGatewayOptions } from './types.js';
 import { describeCause, UpstreamError, upstreamClassifier } from './upstream-outcome.js';
@@ -102,7 +103,7 @@ export async function startGateway({
         return;
       }
       logger.error({ error: error instanceof Error ? error.message : String(error) }, 'request failed');
-      if (!res.headersSent) send(res, problemResponse('upstream-unavailable'));
+      if (!res.headersSent) sendEngineResponse(res, problemResponse('upstream-unavailable'));
       else res.destroy();
     });
   }
@@ -113,7 +114,7 @@ export async function startGateway({
     // Transfer-Encoding, the upstream would take compressed bytes for the body. Only plain chunked.
     const coding = req.headers['transfer-encoding'];
     if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked') {
-      return send(
+      return sendEngineResponse(
         res,
         problemResponse('malformed-request', 'only Transfer-Encoding: chunked is accepted'),
         true,
@@ -121,13 +122,14 @@ export async function startGateway({
     }
     // One path for the route rules, the scope and the upstream (path.ts); ambiguous ones are refused.
     const normalised = normalizeTarget(req.url ?? '', config);
-    if (!normalised.ok) return send(res, problemResponse('invalid-path', normalised.reason), true);
+    if (!normalised.ok)
+      return sendEngineResponse(res, problemResponse('invalid-path', normalised.reason), true);
     const { path, query, target } = normalised;
     const route = matchRoute(method, path);
     if (!route.methods.has(method)) return upstream.streamThrough(req, res, target);
 
-    const body = await readLimited(req, config.maxBodyBytes);
-    if (body === undefined) return send(res, problemResponse('payload-too-large'), true);
+    const body = await readNodeBody(req, config.maxBodyBytes);
+    if (body === undefined) return sendEngineResponse(res, problemResponse('payload-too-large'), true);
     const decision = await engine.begin({
       method,
       path,
@@ -144,13 +146,16 @@ export async function startGateway({
           answer = await upstream.forward(req, target, body, undefined, 0);
         } catch (error) {
           logger.warn(describeCause(error), 'upstream failed');
-          return send(res, problemResponse(isIdempotencyError(error) ? error.code : 'upstream-unavailable'));
+          return sendEngineResponse(
+            res,
+            problemResponse(isIdempotencyError(error) ? error.code : 'upstream-unavailable'),
+          );
         }
         return sendAnswer(res, answer.response, answer);
       }
       case 'reject':
       case 'replay':
-        return send(res, decision.response);
+        return sendEngineResponse(res, decision.response);
       case 'execute': {
         const key =
           config.forwardKey === 'derived'
@@ -171,7 +176,7 @@ export async function startGateway({
             { key: decision.key, ...describeCause(error), mayHaveRun, keyHeld: held },
             'upstream failed',
           );
-          return send(res, (await decision.abort(error)).response);
+          return sendEngineResponse(res, (await decision.abort(error)).response);
         }
         // Persist before respond: a streamed answer's record is committed before its head is sent.
         const result = await decision.commit(upstreamAnswers.mark(answer.response));
@@ -181,7 +186,7 @@ export async function startGateway({
           result.disposition === 'uncertain';
         if (!passesOn) {
           answer.stream?.destroy();
-          return send(res, result.response);
+          return sendEngineResponse(res, result.response);
         }
         return sendAnswer(res, result.response, answer);
       }
@@ -190,7 +195,7 @@ export async function startGateway({
 
   /** The upstream's answer: buffered in one write, or its head and then its streamed body. */
   async function sendAnswer(res: ServerResponse, response: EngineResponse, answer: UpstreamAnswer) {
-    if (!answer.stream) return send(res, response);
+    if (!answer.stream) return sendEngineResponse(res, response);
     const headers = flatHeaders(response.headers);
     if (answer.contentLength !== undefined) headers.push('content-length', answer.contentLength);
     res.writeHead(response.status, headers);
@@ -263,35 +268,4 @@ export async function startGateway({
       await upstream.close();
     },
   };
-}
-
-/** One writeHead with a flat header list, one end with the body: no header record per answer. */
-function send(res: ServerResponse, response: EngineResponse, closeConnection = false): void {
-  const headers = flatHeaders(response.headers);
-  if (!isNullBodyStatus(response.status)) headers.push('content-length', String(response.body.byteLength));
-  if (closeConnection) headers.push('connection', 'close');
-  res.writeHead(response.status, headers);
-  res.end(response.body);
-}
-
-/** Reads a covered body, or `undefined` once it passes `maxBytes` (S9: never buffer past the limit). */
-function readLimited(req: IncomingMessage, maxBytes: number): Promise<Uint8Array | undefined> {
-  if (Number(req.headers['content-length'] ?? 0) > maxBytes) return Promise.resolve(undefined);
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    req.on('data', (chunk: Buffer) => {
-      total += chunk.length;
-      if (total > maxBytes) {
-        req.removeAllListeners('data');
-        req.pause();
-        resolve(undefined);
-      } else chunks.push(chunk);
-    });
-    // One chunk (the common small body) is used as it is: only hashed and forwarded, never stored.
-    req.once('end', () =>
-      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total)),
-    );
-    req.once('error', reject);
-  });
 }
