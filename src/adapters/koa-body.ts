@@ -1,0 +1,120 @@
+import type { IncomingMessage } from 'node:http';
+
+/*
+ * Where the Koa middleware gets the request body's bytes:
+ * 1. a body parser in front left the raw text: `ctx.request.rawBody` (koa-bodyparser,
+ *    @koa/bodyparser) or koa-body's `includeUnparsed` symbol;
+ * 2. nothing read the stream: read it within the limit, then put the bytes back (`unshift`) so
+ *    body parsers and handlers after the middleware read `ctx.req` as if nobody had.
+ * A stream some parser consumed without leaving the raw text cannot be fingerprinted: that is a
+ * setup error, refused loudly rather than guessed at.
+ */
+
+/** What body parsers leave on Koa's request; typed here as the subset read. */
+export interface ParsedRequest {
+  req: IncomingMessage;
+  /** koa-bodyparser and @koa/bodyparser keep the text they parsed here. */
+  rawBody?: unknown;
+  body?: unknown;
+}
+
+/** koa-body with `includeUnparsed: true` keeps the raw text under this symbol on the parsed body. */
+const UNPARSED = Symbol.for('unparsedBody');
+const EMPTY = new Uint8Array(0);
+
+export const CONSUMED_WITHOUT_RAW_BODY =
+  'idemkit/koa: a body parser read the request before idempotency() and left no raw body to fingerprint; ' +
+  'put idempotency() before the parser, or use one that keeps it (koa-bodyparser and @koa/bodyparser ' +
+  'keep ctx.request.rawBody; koa-body needs includeUnparsed: true)';
+
+/**
+ * The body's bytes: `undefined` past `maxBytes`, `null` when the client went away before the
+ * body ended (nobody is left to answer). Throws when a parser consumed it without the raw text.
+ */
+export function requestBody(
+  request: ParsedRequest,
+  maxBytes: number,
+): Promise<Uint8Array | undefined | null> {
+  const raw = rawTextOf(request);
+  if (raw !== undefined) {
+    // The parser decoded the bytes as text (UTF-8 unless the request said otherwise): the
+    // fingerprint sees them re-encoded, which is the same bytes for UTF-8 bodies.
+    const bytes = Buffer.from(raw, 'utf8');
+    return Promise.resolve(bytes.byteLength > maxBytes ? undefined : bytes);
+  }
+  const req = request.req;
+  if (req.readableDidRead || req.readableEnded) return Promise.reject(new Error(CONSUMED_WITHOUT_RAW_BODY));
+  const declared = req.headers['content-length'];
+  // A request without Content-Length or Transfer-Encoding has no body (RFC 9112 §6.3); reading
+  // one known to be empty would end the stream under a parser that comes later.
+  if (declared === '0' || (declared === undefined && req.headers['transfer-encoding'] === undefined))
+    return Promise.resolve(EMPTY);
+  if (Number(declared ?? 0) > maxBytes) return Promise.resolve(undefined);
+  return new Promise((resolve) => new KeptBodyRead(req, maxBytes, resolve));
+}
+
+function rawTextOf(request: ParsedRequest): string | undefined {
+  if (typeof request.rawBody === 'string') return request.rawBody;
+  const body = request.body;
+  if (typeof body === 'object' && body !== null) {
+    const unparsed = (body as Record<symbol, unknown>)[UNPARSED];
+    if (typeof unparsed === 'string') return unparsed;
+  }
+  return undefined;
+}
+
+/**
+ * Reads the stream in paused mode and, once the last byte is in, puts the whole body back at the
+ * front of the stream before `end` is emitted: Node allows an `unshift` until then (its end check
+ * runs a tick later and sees the buffer filled again). Downstream code reads `ctx.req` like an
+ * untouched request: `data` events, `pipe`, `for await`, raw-body and co-body.
+ */
+class KeptBodyRead {
+  private readonly req: IncomingMessage;
+  private readonly maxBytes: number;
+  private readonly resolve: (body: Uint8Array | undefined | null) => void;
+  private readonly chunks: Buffer[] = [];
+  private total = 0;
+  private readonly onReadable = () => this.drain();
+  private readonly onGone = () => this.finish(null);
+
+  constructor(
+    req: IncomingMessage,
+    maxBytes: number,
+    resolve: (body: Uint8Array | undefined | null) => void,
+  ) {
+    this.req = req;
+    this.maxBytes = maxBytes;
+    this.resolve = resolve;
+    req.on('readable', this.onReadable);
+    req.once('close', this.onGone);
+    req.once('error', this.onGone);
+  }
+
+  private drain(): void {
+    const req = this.req;
+    for (let chunk = req.read() as Buffer | null; chunk !== null; chunk = req.read() as Buffer | null) {
+      this.total += chunk.length;
+      // Past the limit: stop reading (back-pressure pauses the socket) and refuse.
+      if (this.total > this.maxBytes) {
+        this.finish(undefined);
+        return;
+      }
+      this.chunks.push(chunk);
+    }
+    // `complete` is set before the parser pushes the end: with the buffer drained, that was all.
+    if (!req.complete) return;
+    const body =
+      this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks, this.total);
+    if (body.length > 0) req.unshift(body);
+    this.finish(body);
+  }
+
+  private finish(body: Uint8Array | undefined | null): void {
+    const req = this.req;
+    req.removeListener('readable', this.onReadable);
+    req.removeListener('close', this.onGone);
+    req.removeListener('error', this.onGone);
+    this.resolve(body);
+  }
+}
