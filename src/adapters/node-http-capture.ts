@@ -70,6 +70,14 @@ export class ResponseCapture {
     own.destroy = this.destroy.bind(this);
   }
 
+  /**
+   * True while what the handler writes is held rather than sent (the socket's state does not
+   * matter yet). Frameworks that check writability before writing (Koa) read it.
+   */
+  get holding(): boolean {
+    return this.state === 'capturing' || this.state === 'streaming';
+  }
+
   /** The handler threw (or rejected) before it answered: end the execution with a problem. */
   async fail(error: unknown): Promise<void> {
     if (this.state === 'streaming' || this.state === 'passing') {
