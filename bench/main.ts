@@ -9,6 +9,10 @@ const BENCHES: Record<string, { file: string; about: string }> = {
     file: './express.js',
     about: 'Express 4 bare vs idemkit glued in by hand (memory, Redis), unique keys and replays, paired',
   },
+  adapters: {
+    file: './adapters.js',
+    about: 'every framework adapter vs its bare framework (memory, Redis), unique keys and replays, paired',
+  },
   stores: { file: './stores.js', about: 'claims per second per store' },
   core: { file: './core.js', about: 'the engine alone in process (begin/commit, replays), no HTTP' },
   rss: { file: './memory-rss.js', about: 'RSS while 1,000,000 unique keys pass through the memory store' },

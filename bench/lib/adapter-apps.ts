@@ -1,0 +1,151 @@
+/**
+ * The apps of `npm run bench -- adapters`: one per framework, the workload the npm peers were
+ * measured on (a small JSON POST to /charges; a counted side effect; 201 JSON with `Location`, a
+ * custom header and `Set-Cookie`). Bare, each framework reads and parses the body its usual way;
+ * with idemkit, the same app has the framework's adapter in front, used as its docs say.
+ */
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Idempotency } from '../../src/core/engine.js';
+import { CHARGES_PATH, type Framework } from './adapter-variants.js';
+
+/** The adapter modules, loaded from the tree being measured (compiled or sources). */
+export interface AdapterModules {
+  express: typeof import('../../src/adapters/express.js');
+  fastify: typeof import('../../src/adapters/fastify.js');
+  koa: typeof import('../../src/adapters/koa.js');
+  hono: typeof import('../../src/adapters/hono.js');
+}
+
+export interface Served {
+  url: string;
+  close(): Promise<void>;
+}
+
+interface Charge {
+  amount: number;
+  currency: string;
+  ref: string;
+}
+
+let created = 0;
+
+/** The side effect and the answer, the same in every app. */
+function createCharge(charge: Charge) {
+  const id = `ch_${++created}`;
+  return {
+    id,
+    location: `${CHARGES_PATH}/${id}`,
+    cookie: `last_charge=${id}; Path=/; HttpOnly`,
+    json: { id, ref: charge.ref, amount: charge.amount, currency: charge.currency, status: 'succeeded' },
+  };
+}
+
+type AppFactory = (idem: { engine: Idempotency; modules: AdapterModules } | undefined) => Promise<Served>;
+
+export const APPS: Record<Framework, AppFactory> = {
+  express: (idem) => expressApp('express', idem),
+  express5: (idem) => expressApp('express5', idem),
+  fastify: fastifyApp,
+  koa: koaApp,
+  hono: honoApp,
+  'nestjs-express': () => Promise.reject(new Error('nestjs-express: not in this bench yet')),
+  'nestjs-fastify': () => Promise.reject(new Error('nestjs-fastify: not in this bench yet')),
+};
+
+async function expressApp(
+  pkg: 'express' | 'express5',
+  idem: { engine: Idempotency; modules: AdapterModules } | undefined,
+): Promise<Served> {
+  const express = (
+    pkg === 'express' ? (await import('express')).default : (await import('express5' as string)).default
+  ) as typeof import('express');
+  const app = express();
+  if (idem) app.use(idem.modules.express.idempotency(idem.engine));
+  app.post(CHARGES_PATH, express.json(), (req, res) => {
+    const charge = createCharge(req.body as Charge);
+    res.status(201).location(charge.location).set('x-charge-id', charge.json.id);
+    res.append('set-cookie', charge.cookie).json(charge.json);
+  });
+  if (idem) app.use(idem.modules.express.idempotencyErrors());
+  return listenNode(createServer(app));
+}
+
+async function fastifyApp(
+  idem: { engine: Idempotency; modules: AdapterModules } | undefined,
+): Promise<Served> {
+  const { default: fastify } = await import('fastify');
+  const app = fastify();
+  if (idem) await app.register(idem.modules.fastify.default, idem.engine);
+  app.post(CHARGES_PATH, async (request, reply) => {
+    const charge = createCharge(request.body as Charge);
+    reply.code(201).header('location', charge.location).header('x-charge-id', charge.json.id);
+    reply.header('set-cookie', charge.cookie);
+    return charge.json;
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = app.server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, close: () => app.close() };
+}
+
+async function koaApp(idem: { engine: Idempotency; modules: AdapterModules } | undefined): Promise<Served> {
+  const { default: Koa } = await import('koa');
+  const app = new Koa();
+  if (idem) app.use(idem.modules.koa.idempotency(idem.engine));
+  // No router or body parser is installed: the route and a JSON reader in a few lines, the same bare.
+  app.use(async (ctx) => {
+    if (ctx.method !== 'POST' || ctx.path !== CHARGES_PATH) return;
+    const charge = createCharge(JSON.parse(await readText(ctx.req)) as Charge);
+    ctx.status = 201;
+    ctx.set('location', charge.location);
+    ctx.set('x-charge-id', charge.json.id);
+    ctx.append('set-cookie', charge.cookie);
+    ctx.body = charge.json;
+  });
+  return listenNode(createServer(app.callback()));
+}
+
+async function honoApp(idem: { engine: Idempotency; modules: AdapterModules } | undefined): Promise<Served> {
+  const [{ Hono }, { serve }] = await Promise.all([import('hono'), import('@hono/node-server')]);
+  const app = new Hono();
+  if (idem) app.use(CHARGES_PATH, idem.modules.hono.idempotency(idem.engine));
+  app.post(CHARGES_PATH, async (c) => {
+    const charge = createCharge(await c.req.json<Charge>());
+    c.header('location', charge.location);
+    c.header('x-charge-id', charge.json.id);
+    c.header('set-cookie', charge.cookie, { append: true });
+    return c.json(charge.json, 201);
+  });
+  const server = await new Promise<Server>((resolve) => {
+    const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s as Server));
+  });
+  return served(server);
+}
+
+function readText(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.once('error', reject);
+  });
+}
+
+async function listenNode(server: Server): Promise<Served> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  return served(server);
+}
+
+function served(server: Server): Served {
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
