@@ -70,6 +70,9 @@ export function sendEngineResponse(
   closeConnection = false,
 ): void {
   const sized = !isNullBodyStatus(response.status);
+  // A reason phrase set for another status (Koa sets one with every ctx.status) must not go out
+  // with this one: `500 Created`. Node fills in the standard phrase for an empty one.
+  if (response.status !== res.statusCode) res.statusMessage = '';
   if (!repeatsAName(response.headers)) {
     const headers = flatHeaders(response.headers);
     if (sized) headers.push('content-length', String(response.body.byteLength));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -38,6 +38,7 @@ async function serve(handler: Handler, overrides: Partial<IdempotencyOptions> = 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
+    url,
     executions: () => executions,
     post: (key: string, body = '{}') =>
       fetch(`${url}/pay`, {
@@ -176,6 +177,31 @@ describe('node:http layer: what a handler writes is captured, committed, replaye
       const retry = await served.post(key);
       assert.equal(retry.status, 201);
       assert.equal(served.executions(), 2);
+    } finally {
+      await served.close();
+    }
+  });
+
+  it('the problem answering a throw has its own reason phrase, not the one the handler set (Koa sets one)', async () => {
+    const served = await serve((_req, res) => {
+      res.statusCode = 201;
+      res.statusMessage = 'Created';
+      throw new Error('boom');
+    });
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        const req = request(
+          `${served.url}/pay`,
+          { method: 'POST', headers: { authorization: 'Bearer alice', 'idempotency-key': randomUUID() } },
+          (res) => {
+            res.resume();
+            resolve(`${res.statusCode} ${res.statusMessage}`);
+          },
+        );
+        req.once('error', reject);
+        req.end('{}');
+      });
+      assert.equal(line, '500 Internal Server Error');
     } finally {
       await served.close();
     }
