@@ -1,0 +1,119 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
+import { createIdempotency, type Idempotency } from '../core/engine.js';
+import type { HandlerContext } from '../core/execution.js';
+import type { IdempotencyOptions } from '../core/options.js';
+import { problemResponse } from '../core/problem.js';
+import type { EngineRequest } from '../core/request.js';
+import { requestBody } from './express-body.js';
+import { engineRequestOf, sendEngineResponse } from './node-http.js';
+import { captureResponse, type ResponseCapture } from './node-http-capture.js';
+
+export type { HandlerContext } from '../core/execution.js';
+export { keepRawBody, rawBodyOf } from './express-body.js';
+
+declare global {
+  namespace Express {
+    interface Request {
+      /** Present while the request runs under an Idempotency-Key claim; `undefined` otherwise. */
+      idempotency?: HandlerContext;
+    }
+  }
+}
+
+type Resolver = (req: Request, request: EngineRequest) => string | undefined | Promise<string | undefined>;
+
+/** The engine's options, with `principal()` and `tenant()` receiving Express's `req`. */
+export interface ExpressIdempotencyOptions extends Omit<IdempotencyOptions, 'principal' | 'tenant'> {
+  /** The authenticated caller, e.g. `(req) => req.user?.id`. @default SHA-256 of Authorization */
+  principal?: Resolver;
+  /** The tenant, for multi-tenant apps. @default '' */
+  tenant?: Resolver;
+}
+
+/** The capture of a response whose request runs under a claim, for `idempotencyErrors()`. */
+const CAPTURE = Symbol('idemkit.capture');
+type Captured = ServerResponse & { [CAPTURE]?: ResponseCapture | undefined };
+type Next = (error?: unknown) => void;
+type Engine = Pick<Idempotency, 'begin' | 'options'>;
+
+/**
+ * Express 4 and 5 middleware: unsafe requests with an `Idempotency-Key` run once, retries get the
+ * stored response. `app.use(idempotency(options))`, or per route. Pass options, or an engine from
+ * `createIdempotency()` to share one between routes. Add `idempotencyErrors()` after your routes
+ * so a handler that throws answers a sanitised 500 and frees the key.
+ *
+ * Body: with nothing in front, the middleware reads the body itself (within `maxBodyBytes`) and
+ * puts it back, so `express.json()` and handlers after it read it as usual. With a parser in
+ * front, give the parser `verify: keepRawBody`; without it the middleware falls back on
+ * `req.body` (canonical JSON: integers beyond 2^53 have lost precision there).
+ *
+ * Under a claim the handler gets `req.idempotency` (`downstreamKey()`, `signal`, `fencingToken`,
+ * `effectsStarted()`); whatever it writes to `res` is held, stored, then sent.
+ * @example
+ * app.post('/payments', idempotency({ store }), express.json(), async (req, res) => {
+ *   res.status(201).json(await charge(req.body, req.idempotency?.downstreamKey()))
+ * })
+ * app.use(idempotencyErrors())
+ */
+export function idempotency(options: ExpressIdempotencyOptions | Idempotency): RequestHandler {
+  // The engine hands `principal()`/`tenant()` the native request it was given: always Express's req.
+  const engine: Engine = 'begin' in options ? options : createIdempotency(options as IdempotencyOptions);
+  const covered = engine.options.methods;
+
+  return function idempotencyMiddleware(req, res, next) {
+    if (!covered.has(req.method)) return next();
+    decide(engine, req, res, next).catch(next);
+  };
+}
+
+async function decide(engine: Engine, req: Request, res: ServerResponse, next: Next): Promise<void> {
+  const body = await requestBody(req, engine.options.maxBodyBytes);
+  if (body === null) return; // the client went away mid-body: nobody to answer
+  // Refused before any store call; the connection closes so the rest of the upload is not read.
+  if (body === undefined) return sendEngineResponse(res, problemResponse('payload-too-large'), true);
+  // originalUrl: the path as the client sent it, also under app.use('/prefix', …) and routers.
+  const decision = await engine.begin(engineRequestOf(req, body, req, req.originalUrl));
+  switch (decision.kind) {
+    case 'bypass':
+      return next();
+    case 'reject':
+    case 'replay':
+      return sendEngineResponse(res, decision.response);
+    case 'execute': {
+      (res as Captured)[CAPTURE] = captureResponse(res, decision, engine.options.maxStoredBytes);
+      req.idempotency = decision.ctx;
+      return next();
+    }
+    default:
+      return decision satisfies never;
+  }
+}
+
+/**
+ * The error handler to add after your routes (and after your own error handlers, if they pass
+ * errors on): `app.use(idempotencyErrors())`. Express hands a handler's throw, `next(err)` or
+ * (Express 5) rejection to error handlers, not back to the middleware. For a request under a
+ * claim this one ends the execution: the key is released (or held `uncertain` after
+ * `effectsStarted()`) and the caller gets the engine's 500 problem, never the error's message or
+ * stack. The error is logged as Express's final handler would (`console.error`, except when the
+ * app's env is `test`). Other requests' errors go on to the next handler.
+ */
+export function idempotencyErrors(): ErrorRequestHandler {
+  return function idempotencyErrorHandler(error, req, res, next) {
+    const capture = (res as Captured)[CAPTURE];
+    if (capture === undefined) return next(error);
+    (res as Captured)[CAPTURE] = undefined;
+    logLikeExpress(req, error);
+    void capture.fail(error);
+  };
+}
+
+/** Express's final handler logs every error it answers unless the app's env is `test`. */
+function logLikeExpress(
+  req: IncomingMessage & { app?: { get(name: string): unknown } },
+  error: unknown,
+): void {
+  if (req.app?.get('env') === 'test') return;
+  console.error(error instanceof Error ? (error.stack ?? String(error)) : String(error));
+}
