@@ -14,6 +14,7 @@ export function fullJitterDelay(
 }
 
 const DELAY_SECONDS = /^\d+$/;
+const ASCTIME = /^[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$/;
 
 /**
  * `Retry-After` (RFC 9110 §10.2.3) in milliseconds from `nowMs`: delay-seconds or an HTTP-date.
@@ -34,6 +35,7 @@ export function parseRetryAfter(
   // Date.parse reads all three HTTP-date forms (IMF-fixdate, RFC 850, asctime). A bare number
   // with a sign or a fraction is not a valid delay, and Date.parse would misread it as a year.
   if (/^[-+.\d\s]+$/.test(text)) return undefined;
-  const at = Date.parse(text);
+  // asctime dates carry no zone and are GMT (RFC 9110 §5.6.7); Date.parse would read local time.
+  const at = Date.parse(ASCTIME.test(text) ? `${text} GMT` : text);
   return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
 }

@@ -66,7 +66,7 @@ export function firstMatch(
   method: string,
   path: string,
 ): CompiledRoute | undefined {
-  return routes.find((route) => allows(route, method) && (route.strict.test(path) || route.loose.test(path)));
+  return routes.find((route) => allows(route, method) && route.strict.test(path));
 }
 
 /**
