@@ -68,6 +68,7 @@ export class ResponseCapture {
     own.end = this.end.bind(this);
     own.flushHeaders = noop;
     own.destroy = this.destroy.bind(this);
+    res.on('unpipe', this.onUnpipe);
   }
 
   /**
@@ -97,7 +98,22 @@ export class ResponseCapture {
     }
   }
 
+  /**
+   * A `.pipe()` into the response stops when the client goes away (the source unpipes on the
+   * response's `close`) and never ends it, unlike `pipeline()`, whose writes still arrive. With
+   * the body cut short and nothing left to end it, the execution ends here, as for a destroy.
+   */
+  private readonly onUnpipe = (): void => {
+    if (this.state !== 'capturing' || !this.res.destroyed) return;
+    this.state = 'done';
+    this.restore();
+    void this.decision
+      .abort(new Error('the client went away while a piped body was being captured'))
+      .finally(() => this.resolveSettled());
+  };
+
   private restore(): void {
+    this.res.removeListener('unpipe', this.onUnpipe);
     const own = this.res as unknown as Record<Method, unknown>;
     for (const name of METHODS) {
       if (this.saved.has(name)) own[name] = this.saved.get(name);

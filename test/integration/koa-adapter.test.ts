@@ -664,10 +664,35 @@ describe('idemkit/koa: answers that fail midway', () => {
     assert.equal(executions, 2);
   });
 
+  it('ctx.respond = false and a .pipe() cut short by a client that went away: the retry gets an answer', async () => {
+    const { app } = koaApp();
+    let executions = 0;
+    app.use(idempotency(baseOptions()));
+    app.use((ctx) => {
+      executions++;
+      ctx.respond = false;
+      ctx.res.statusCode = 201;
+      if (executions > 1) return void ctx.res.end('complete');
+      Readable.from(
+        (async function* slowly() {
+          for (let i = 0; i < 6; i++) {
+            await sleep(50);
+            yield 'chunk';
+          }
+        })(),
+      ).pipe(ctx.res);
+    });
+    await withServer(app, async (url) => {
+      const reply = await abandonThenRetry(url, '/export');
+      assert.deepEqual([reply.status, reply.text], [201, 'complete']);
+    });
+    assert.equal(executions, 2);
+  });
+
   /** Sends a keyed POST whose client gives up after 50 ms, then retries until the key is free. */
-  async function abandonThenRetry(url: string): Promise<Sent> {
+  async function abandonThenRetry(url: string, path = '/slow'): Promise<Sent> {
     const key = randomUUID();
-    const gone = fetch(`${url}/slow`, {
+    const gone = fetch(`${url}${path}`, {
       method: 'POST',
       headers: { authorization: AUTH, 'idempotency-key': key, 'content-type': 'application/json' },
       body: '{}',
@@ -675,10 +700,10 @@ describe('idemkit/koa: answers that fail midway', () => {
     });
     await assert.rejects(gone);
     const deadline = Date.now() + 5_000;
-    let reply = await send(url, '/slow', { key });
+    let reply = await send(url, path, { key });
     for (let i = 0; i < 100 && reply.status === 409 && Date.now() < deadline; i++) {
       await sleep(50);
-      reply = await send(url, '/slow', { key });
+      reply = await send(url, path, { key });
     }
     return reply;
   }

@@ -163,6 +163,43 @@ describe('node:http layer: what a handler writes is captured, committed, replaye
     }
   });
 
+  it('a .pipe() cut short by a client that went away ends the execution: the retry runs, nothing hangs', async () => {
+    let calls = 0;
+    const served = await serve((_req, res) => {
+      res.statusCode = 201;
+      if (++calls > 1) return res.end('second');
+      // pipe() unpipes when the response closes and never ends it (pipeline() would keep writing).
+      Readable.from(
+        (async function* slowly() {
+          for (let i = 0; i < 6; i++) {
+            await new Promise((resolve) => setTimeout(resolve, 50));
+            yield 'chunk';
+          }
+        })(),
+      ).pipe(res);
+    });
+    try {
+      const key = randomUUID();
+      const gone = fetch(`${served.url}/pay`, {
+        method: 'POST',
+        headers: { 'idempotency-key': key, authorization: 'Bearer alice' },
+        body: '{}',
+        signal: AbortSignal.timeout(80),
+      }).then((r) => r.arrayBuffer());
+      await assert.rejects(gone);
+      let retry = await served.post(key);
+      for (let i = 0; i < 50 && retry.status === 409; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        retry = await served.post(key);
+      }
+      assert.equal(retry.status, 201);
+      assert.equal(await retry.text(), 'second');
+      assert.equal(served.executions(), 2);
+    } finally {
+      await served.close();
+    }
+  });
+
   it('a handler that throws before answering gets the sanitised 500 and frees the key', async () => {
     let calls = 0;
     const served = await serve(async (_req, res) => {
