@@ -69,7 +69,8 @@ export async function startClientTestServer(
 ): Promise<ClientTestServer> {
   const store = memoryStore({ onWarning() {} });
   const engineOf = (keyFrom?: CarrierRoute['keyFrom']): Idempotency =>
-    createIdempotency({ store, onWarning() {}, ...(keyFrom ? { keyFrom } : {}) });
+    // required: false — a request without a key runs unprotected, as on an API without key support.
+    createIdempotency({ store, required: false, onWarning() {}, ...(keyFrom ? { keyFrom } : {}) });
   const headerEngine = engineOf();
   const routes = (options.routes ?? []).map((r) => ({ prefix: r.prefix, engine: engineOf(r.keyFrom) }));
   const ledger = new Map<string, number>();
