@@ -1,0 +1,84 @@
+import { type Claimant, claimAndDecide } from './claim.js';
+import type { Decision } from './decision.js';
+import { createFingerprint, type VersionedSecret } from './fingerprint.js';
+import { findKey } from './key-carriers.js';
+import { waitMsOf } from './options.js';
+import { type EngineRequest, headerValue } from './request.js';
+import { BYPASS, type EngineRuntime, reject } from './runtime.js';
+import { hashCredential, scopeHash } from './scope.js';
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Admission, the first half of `begin()`: is the request covered, does it carry a valid key,
+ * whose is it (principal, tenant → the scope hash), may that caller run one more, and what is
+ * its fingerprint. Cheap refusals come first; the store is touched only at the end, by the
+ * claim (claim.ts).
+ */
+export async function beginRequest(rt: EngineRuntime, request: EngineRequest): Promise<Decision> {
+  const options = rt.options;
+  const method = request.method.toUpperCase();
+  if (!options.methods.has(method)) return BYPASS;
+  const found = findKey(request, options);
+  if (found.status === 'absent') {
+    return options.required(request) ? reject(rt, 'missing-key', 'send an Idempotency-Key header') : BYPASS;
+  }
+  if (found.status === 'invalid') return reject(rt, 'invalid-key', found.reason);
+  const body = request.body ?? EMPTY;
+  if (body.byteLength > options.maxBodyBytes) {
+    return reject(rt, 'payload-too-large', `the body is larger than ${options.maxBodyBytes} bytes`);
+  }
+
+  const principal = options.principal
+    ? ((await options.principal(request.native, request)) ?? '')
+    : hashCredential(headerValue(request.headers, 'authorization'));
+  if (principal === '' && options.requirePrincipal) {
+    return reject(rt, 'principal-required', 'authenticate before sending a key');
+  }
+  const tenant = options.tenant ? ((await options.tenant(request.native, request)) ?? '') : '';
+  const key = scopeHash({ tenant, principal, method, path: request.path, key: found.key });
+  // Counted, so an operator sees how much traffic shares the one anonymous scope.
+  if (principal === '') rt.emit({ type: 'anonymous', key });
+
+  const slot = `${tenant.length}:${tenant}${principal}`;
+  if (rt.inFlight.running(slot) >= options.maxInFlightPerPrincipal) {
+    return reject(
+      rt,
+      'capacity',
+      `at most ${options.maxInFlightPerPrincipal} keyed requests may run at once`,
+    );
+  }
+
+  const fingerprint = createFingerprint(
+    {
+      method,
+      path: request.path,
+      query: request.query ?? '',
+      contentType: headerValue(request.headers, 'content-type') ?? '',
+      headers: options.fingerprintHeaders.map((h) => [h, headerValue(request.headers, h) ?? '']),
+      body,
+    },
+    options.fingerprint,
+  );
+  if (!rt.storeCheck.passed && (await rt.storeCheck.misconfigured())) {
+    return reject(rt, 'store-misconfigured', 'the idempotency store failed its configuration check');
+  }
+  let known: readonly VersionedSecret[];
+  try {
+    known = await rt.secrets.get();
+  } catch (error) {
+    rt.emit({ type: 'store-error', key, operation: 'secret', error });
+    return reject(rt, 'store-unavailable', 'the request was not run; retry with the same key');
+  }
+  const claimant: Claimant = {
+    request,
+    key,
+    slot,
+    fingerprint,
+    secrets: known,
+    print: fingerprint.digest(known[0] as VersionedSecret),
+    leaseMs: options.leaseMs(request),
+    retentionMs: options.retentionMs(request),
+  };
+  return claimAndDecide(rt, claimant, waitMsOf(options.waitMs(request)));
+}
