@@ -29,7 +29,7 @@ export const CONSUMED_WITHOUT_RAW_BODY =
 
 /**
  * The body's bytes: `undefined` past `maxBytes`, `null` when the client went away before the
- * body ended (nobody is left to answer). Throws when a parser consumed it without the raw text.
+ * body ended (nobody is left to answer). Rejects when a parser consumed it without the raw text.
  */
 export function requestBody(
   request: ParsedRequest,
@@ -45,9 +45,13 @@ export function requestBody(
   const req = request.req;
   if (req.readableDidRead || req.readableEnded) return Promise.reject(new Error(CONSUMED_WITHOUT_RAW_BODY));
   const declared = req.headers['content-length'];
-  // A request without Content-Length or Transfer-Encoding has no body (RFC 9112 §6.3); reading
-  // one known to be empty would end the stream under a parser that comes later.
-  if (declared === '0' || (declared === undefined && req.headers['transfer-encoding'] === undefined))
+  // An HTTP/1 request without Content-Length or Transfer-Encoding has no body (RFC 9112 §6.3)
+  // (HTTP/2 frames bodies itself); reading one known to be empty would end the stream under a
+  // parser that comes later.
+  if (
+    declared === '0' ||
+    (declared === undefined && req.headers['transfer-encoding'] === undefined && req.httpVersionMajor < 2)
+  )
     return Promise.resolve(EMPTY);
   if (Number(declared ?? 0) > maxBytes) return Promise.resolve(undefined);
   return new Promise((resolve) => new KeptBodyRead(req, maxBytes, resolve));

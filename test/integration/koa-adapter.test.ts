@@ -494,6 +494,16 @@ describe('idemkit/koa: what the chain answers is captured at ctx.res, stored, re
       { type: 'text/plain; charset=utf-8', text: 'blob body', status: 200 },
     ],
     [
+      'a web Response',
+      (ctx) => {
+        ctx.body = new Response('{"from":"fetch"}', {
+          status: 201,
+          headers: { 'content-type': 'application/json', etag: '"r1"' },
+        });
+      },
+      { type: 'application/json', text: '{"from":"fetch"}', status: 201 },
+    ],
+    [
       'status only (Koa writes the reason)',
       (ctx) => {
         ctx.status = 202;
