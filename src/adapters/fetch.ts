@@ -1,9 +1,9 @@
 import { createIdempotency, type Idempotency } from '../core/engine.js';
+import type { FetchHandler } from '../core/fetch-flow.js';
 import type { IdempotencyOptions } from '../core/options.js';
-import type { FetchHandler } from '../core/web.js';
 
 export type { HandlerContext } from '../core/execution.js';
-export type { FetchHandler } from '../core/web.js';
+export type { FetchHandler } from '../core/fetch-flow.js';
 
 /**
  * Wraps a Web `Request → Response` handler (Next.js route handlers, Bun, Deno, Workers, Hono's

@@ -1,9 +1,9 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { createIdempotency, type Idempotency } from '../core/engine.js';
 import type { HandlerContext } from '../core/execution.js';
+import { handleFetch } from '../core/fetch-flow.js';
 import type { IdempotencyOptions } from '../core/options.js';
 import type { EngineRequest } from '../core/request.js';
-import { handleFetch } from '../core/web.js';
 
 export type { HandlerContext } from '../core/execution.js';
 

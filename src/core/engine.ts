@@ -1,5 +1,6 @@
 import { beginRequest } from './begin.js';
 import type { Decision } from './decision.js';
+import { type FetchHandler, handleFetch } from './fetch-flow.js';
 import { InFlight } from './in-flight.js';
 import { type IdempotencyOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { WaitRoom } from './replay-and-wait.js';
@@ -9,7 +10,6 @@ import { StoreCheck } from './store-check.js';
 import { StoreSecrets } from './store-secrets.js';
 import { startSweeper } from './sweeper.js';
 import { SettleSignals } from './waiters.js';
-import { type FetchHandler, handleFetch } from './web.js';
 
 export type { Decision } from './decision.js';
 
@@ -37,6 +37,7 @@ export interface Idempotency {
  *   replay-and-wait.ts  a completed record replays; a running one is waited for (wait mode)
  *   in-flight.ts        an acquired claim starts its execution and is counted while it runs
  *   execution.ts        the execution: heartbeat, lease loss, the final write
+ *   fetch-flow.ts       handle(): the whole flow for a Web Request → Response handler
  *   store-check.ts      the store's startup check, and the health probe
  *   store-secrets.ts    the fingerprint secrets (configured, or the store's own)
  *   sweeper.ts          expired records, deleted in the background

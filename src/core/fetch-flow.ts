@@ -1,13 +1,14 @@
-import type { Decision } from './engine.js';
-import type { HandlerContext } from './execution.js';
+import type { Decision, HandlerContext } from './decision.js';
 import { problemResponse } from './problem.js';
+import type { EngineRequest } from './request.js';
 import { type EngineResponse, isNullBodyStatus } from './response.js';
 
 /** A Web `Request → Response` handler; `ctx` is present when the request runs under a claim. */
 export type FetchHandler = (request: Request, ctx?: HandlerContext) => Response | Promise<Response>;
 
+/** The part of the engine the fetch flow uses (the types alone: no import of engine.ts). */
 interface Engine {
-  begin(request: import('./request.js').EngineRequest): Promise<Decision>;
+  begin(request: EngineRequest): Promise<Decision>;
   readonly options: { readonly methods: ReadonlySet<string>; readonly maxBodyBytes: number };
 }
 
