@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type FaultProxy, startFaultProxy } from '../../src/cli/demo/fault-proxy.js';
 import { createClient } from '../../src/client/index.js';
-import type { RunningGateway } from '../../src/gateway/types.js';
+import { startGateway } from '../../src/gateway/server.js';
+import { GATEWAY_DEFAULTS, type RunningGateway } from '../../src/gateway/types.js';
 import { naivePost, seededRandom } from '../support/client-naive.js';
-import { gatewayFor, recordingUpstream } from '../support/gateway-upstream.js';
+import { recordingUpstream } from '../support/gateway-upstream.js';
 import { tempSqliteStores } from '../support/temp-sqlite.js';
 
 /*
@@ -20,11 +21,19 @@ let proxy: FaultProxy;
 
 before(async () => {
   upstream = await recordingUpstream();
-  gateway = await gatewayFor(
-    upstream.url,
-    { keyBodyField: 'request_id' },
-    tempSqliteStores('idemkit-client-gw-')().store,
-  );
+  gateway = await startGateway({
+    config: {
+      ...GATEWAY_DEFAULTS,
+      upstream: upstream.url,
+      port: 0,
+      adminPort: 0,
+      replayHeaders: [],
+      routes: [],
+      keyBodyField: 'request_id',
+    },
+    store: tempSqliteStores('idemkit-client-gw-')().store,
+    engine: { onWarning() {} },
+  });
   proxy = await startFaultProxy({
     target: gateway.url,
     faultRate: 0.35,
