@@ -118,10 +118,20 @@ export interface StartedNest extends Started {
 export async function startNest(
   platform: NestPlatform,
   metadata: ModuleMetadata,
-  options: { logger?: NestApplicationOptions['logger'] } = {},
+  options: {
+    logger?: NestApplicationOptions['logger'];
+    /** @default true, as the docs require */
+    rawBody?: boolean;
+    /** Runs before listen(): CORS, global pipes, … */
+    configure?: (nest: INestApplication) => void;
+  } = {},
 ): Promise<StartedNest> {
   const root: DynamicModule = { module: class AppModule {}, ...metadata };
-  const appOptions = { rawBody: true, logger: options.logger ?? false, forceCloseConnections: true } as const;
+  const appOptions = {
+    rawBody: options.rawBody ?? true,
+    logger: options.logger ?? false,
+    forceCloseConnections: true,
+  };
   let nest: INestApplication;
   if (platform === 'fastify') {
     const fastify = await NestFactory.create<NestFastifyApplication>(root, new FastifyAdapter(), appOptions);
@@ -139,6 +149,7 @@ export async function startNest(
     nest = await NestFactory.create(root, appOptions);
     nest.getHttpAdapter().getInstance().disable('x-powered-by');
   }
+  options.configure?.(nest);
   await nest.listen(0, '127.0.0.1');
   const { port } = nest.getHttpServer().address() as AddressInfo;
   return {
