@@ -1,4 +1,4 @@
-import type { Middleware, Next, ParameterizedContext } from 'koa';
+import type { DefaultState, Middleware, Next, ParameterizedContext } from 'koa';
 import { createIdempotency, type Idempotency } from '../core/engine.js';
 import type { ExecuteDecision, HandlerContext } from '../core/execution.js';
 import type { IdempotencyOptions } from '../core/options.js';
@@ -21,14 +21,21 @@ export interface IdempotencyState {
 }
 
 type KoaContext = ParameterizedContext<IdempotencyState>;
-type Resolver = (ctx: KoaContext, request: EngineRequest) => string | undefined | Promise<string | undefined>;
+type Resolver<StateT> = (
+  ctx: ParameterizedContext<StateT>,
+  request: EngineRequest,
+) => string | undefined | Promise<string | undefined>;
 
-/** The engine's options, with `principal()` and `tenant()` receiving Koa's `ctx`. */
-export interface KoaIdempotencyOptions extends Omit<IdempotencyOptions, 'principal' | 'tenant'> {
+/**
+ * The engine's options, with `principal()` and `tenant()` receiving Koa's `ctx` (its `state`
+ * typed as your app's: `idempotency<MyState>({ principal: (ctx) => ctx.state.user.id })`).
+ */
+export interface KoaIdempotencyOptions<StateT = DefaultState>
+  extends Omit<IdempotencyOptions, 'principal' | 'tenant'> {
   /** The authenticated caller, e.g. `(ctx) => ctx.state.user?.id`. @default SHA-256 of Authorization */
-  principal?: Resolver;
+  principal?: Resolver<StateT>;
   /** The tenant, for multi-tenant apps. @default '' */
-  tenant?: Resolver;
+  tenant?: Resolver<StateT>;
 }
 
 type Engine = Pick<Idempotency, 'begin' | 'options'>;
@@ -53,12 +60,14 @@ type Engine = Pick<Idempotency, 'begin' | 'options'>;
  * app.use(idempotency({ store: memoryStore() }))
  * app.use(async (ctx) => { ctx.status = 201; ctx.body = await charge(ctx.state.idempotency?.downstreamKey()) })
  */
-export function idempotency(options: KoaIdempotencyOptions | Idempotency): Middleware<IdempotencyState> {
+export function idempotency<StateT = DefaultState>(
+  options: KoaIdempotencyOptions<StateT> | Idempotency,
+): Middleware<StateT & IdempotencyState> {
   // The engine hands `principal()`/`tenant()` the native request it was given: always the ctx.
   const engine: Engine = 'begin' in options ? options : createIdempotency(options as IdempotencyOptions);
   const covered = engine.options.methods;
 
-  return async function idempotencyMiddleware(ctx, next) {
+  return async function idempotencyMiddleware(ctx: KoaContext, next: Next) {
     if (!covered.has(ctx.method)) return next();
     // A parser in front that consumed the stream without keeping the raw text makes this throw:
     // a setup error, which Koa answers with a 500 and reports through app.on('error').
