@@ -30,6 +30,8 @@ export interface OperationInfo {
   readonly retryAfterMs: number | undefined;
   /** From the first attempt to this answer, backoff included. */
   readonly elapsedMs: number;
+  /** The attempt that got this answer, alone: the server's latency as this client saw it. */
+  readonly attemptMs: number;
 }
 
 /** A `Response` (the body already read, so it can be read again by the caller) plus what the client did. */

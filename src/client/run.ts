@@ -61,6 +61,7 @@ export async function runOperation(operation: Operation, settings: RunSettings):
   const started = performance.now();
   const deadline = started + settings.deadlineMs;
   let retryAfterMs: number | undefined;
+  let attemptStarted = started;
   const answer = (response: Response, attempts: number, stopped: StopReason | undefined) =>
     withInfo(response, {
       key: operation.key,
@@ -70,10 +71,12 @@ export async function runOperation(operation: Operation, settings: RunSettings):
       stopped,
       retryAfterMs,
       elapsedMs: performance.now() - started,
+      attemptMs: performance.now() - attemptStarted,
     });
 
   for (let attempt = 1; ; attempt++) {
-    const remaining = deadline - performance.now();
+    attemptStarted = performance.now();
+    const remaining = deadline - attemptStarted;
     const outcome = await sendAttempt(
       settings.fetch,
       operation,

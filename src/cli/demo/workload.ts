@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { RetryClient } from './retry-client.js';
+import { type IdempotentClient, isClientError } from '../../client/index.js';
 
 /** What one side of the demo (direct or through the gateway) did, counted as it goes. */
 export interface Tally {
@@ -26,7 +26,7 @@ export const newTally = (): Tally => ({
 });
 
 export interface WorkloadOptions {
-  client: RetryClient;
+  client: IdempotentClient;
   /** `POST` target, e.g. `http://127.0.0.1:port/charges`. */
   url: string;
   /** Operation ids are `<prefix>-<n>`, so both sides share one ledger. */
@@ -40,9 +40,9 @@ export interface WorkloadOptions {
 }
 
 /**
- * Charges `operations` times with `concurrency` customers at once. Each operation gets one fresh
- * Idempotency-Key, and its retries reuse it with the same body: the client does its part right,
- * and without idemkit the retries still charge twice.
+ * Charges `operations` times with `concurrency` customers at once through `idemkit/client`. Each
+ * operation gets one fresh Idempotency-Key, and its retries reuse it with the same body: the
+ * client does its part right, and without idemkit the retries still charge twice.
  */
 export async function runWorkload(options: WorkloadOptions): Promise<void> {
   const { client, url, prefix, operations, deadline, signal, tally } = options;
@@ -61,16 +61,28 @@ export async function runWorkload(options: WorkloadOptions): Promise<void> {
         // Each customer authenticates as themself: the gateway scopes keys by caller (and
         // refuses keyed requests from nobody), so one customer's key never meets another's.
         authorization: `Bearer sk_demo_customer_${n}`,
-        'idempotency-key': randomUUID(),
       };
-      const result = await client.post(url, headers, body);
-      tally.requests += result.attempts;
-      tally.operationMs.push(result.totalMs);
-      if (result.ok) {
-        tally.succeeded++;
-        tally.requestMs.push(result.requestMs);
-        if (result.replayed) tally.replays++;
-      } else tally.failed++;
+      const started = performance.now();
+      try {
+        const response = await client.fetch(url, {
+          method: 'POST',
+          headers,
+          body,
+          idempotencyKey: randomUUID(),
+        });
+        tally.requests += response.idemkit.attempts;
+        tally.operationMs.push(response.idemkit.elapsedMs);
+        if (response.ok) {
+          tally.succeeded++;
+          tally.requestMs.push(response.idemkit.attemptMs);
+          if (response.idemkit.replayed) tally.replays++;
+        } else tally.failed++;
+      } catch (error) {
+        // No answer within the retries (or one the client surfaces as an error): the customer gives up.
+        tally.requests += isClientError(error) ? error.attempts : 1;
+        tally.operationMs.push(performance.now() - started);
+        tally.failed++;
+      }
     }
   }
   await Promise.all(Array.from({ length: Math.min(options.concurrency, operations) }, customer));
