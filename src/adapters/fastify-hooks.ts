@@ -3,7 +3,7 @@ import type { Idempotency } from '../core/engine.js';
 import type { ExecuteDecision } from '../core/execution.js';
 import { problemResponse } from '../core/problem.js';
 import { type PayloadStream, payloadOf, readPayload } from './fastify-body.js';
-import { captureReply, sendEngineResponse, toReplyPayload } from './fastify-reply.js';
+import { answer, captureReply, sendEngineResponse, toReplyPayload } from './fastify-reply.js';
 import type { RouteSettings } from './fastify-route.js';
 
 /*
@@ -106,7 +106,7 @@ export function pluginHooks(
         state.decision = decision;
         state.phase = RUNNING;
         request.idempotency = decision.ctx;
-        reply.raw.once('close', () => onResponseClosed(state, reply));
+        reply.raw.on('close', () => onResponseClosed(state, reply));
         return undefined;
       default:
         return decision satisfies never;
@@ -147,15 +147,10 @@ export function pluginHooks(
         return toReplyPayload(reply, (await decision.abort(error)).response);
       }
       const result = await decision.commit(captured.response);
-      if (!captured.rest) return toReplyPayload(reply, result.response);
-      // Committed without its body (past maxStoredBytes): stream the rest, unless the engine
-      // answers something else (a lost lease), recognised by its own body.
-      if (result.response.body !== captured.response.body) {
-        captured.rest.destroy();
-        return toReplyPayload(reply, result.response);
-      }
-      toReplyPayload(reply, result.response);
-      return captured.rest;
+      // Past maxStoredBytes the head was committed without the body: the rest streams now,
+      // unless the engine answers something else (a lost lease).
+      if (captured.rest && result.response.body !== captured.response.body) captured.rest.destroy();
+      return answer(reply, captured, result.response);
     } finally {
       state.phase = DONE;
     }

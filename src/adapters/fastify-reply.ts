@@ -14,6 +14,8 @@ const FRAMING = new Set(['content-length', 'transfer-encoding', 'connection', 'k
 /** What `onSend` saw: the response to commit, and the rest of a body that was too large to hold. */
 export interface CapturedReply {
   response: EngineResponse;
+  /** The same body as Fastify can send it: the payload itself, or the bytes read from a stream. */
+  payload: unknown;
   /** Set when the body passed `maxStoredBytes`: the held part and the rest, to stream after commit. */
   rest?: Readable;
 }
@@ -48,15 +50,29 @@ export async function captureReply(
     response.headers = headerLinesOf(reply);
     if (read.rest) {
       response.bodyOmitted = true;
-      // An empty body of its own: the caller tells its answer from a problem by this identity.
+      // An empty body of its own: `answer()` tells the handler's answer from a problem by it.
       response.body = new Uint8Array(0);
-      return { response, rest: read.rest };
+      return { response, payload: read.rest, rest: read.rest };
     }
     response.body = read.body;
-    return { response };
+    return { response, payload: read.body };
   }
   response.headers = headerLinesOf(reply);
-  return { response };
+  return { response, payload: source };
+}
+
+/**
+ * Puts the engine's answer to a captured reply on the reply and returns the payload to send.
+ * Usually the engine answers the handler's own response — the same body, the handler's header
+ * lines plus `Idempotent-Replayed: false` — and then only the lines it added are set (one header
+ * instead of rebuilding the reply). Anything else (a lost lease, a failed commit) replaces the
+ * reply whole.
+ */
+export function answer(reply: FastifyReply, captured: CapturedReply, response: EngineResponse): unknown {
+  const own = captured.response;
+  if (response.body !== own.body || response.status !== own.status) return toReplyPayload(reply, response);
+  for (const line of response.headers) if (!own.headers.includes(line)) reply.header(line[0], line[1]);
+  return captured.payload;
 }
 
 /** Every header line set on the reply (and on `reply.raw`); arrays become one line each. */
