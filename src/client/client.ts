@@ -181,7 +181,11 @@ export function createClient(options: ClientOptions = {}): IdempotentClient {
 async function prepare(resolved: ResolvedClientOptions): Promise<Ready> {
   const [discovery, journal] = await Promise.all([
     resolved.openapi
-      ? discoverOperations(resolved.openapi.document, resolved.openapi.keyNames ?? DEFAULT_KEY_NAMES)
+      ? discoverOperations(
+          resolved.openapi.document,
+          resolved.openapi.keyNames ?? DEFAULT_KEY_NAMES,
+          resolved.fetch,
+        )
       : undefined,
     resolved.journal ? openJournal(resolved.journal) : undefined,
   ]);
