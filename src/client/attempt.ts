@@ -7,6 +7,8 @@ export interface PreparedRequest {
   url: string;
   headers: readonly (readonly [string, string])[];
   body: AttemptBody;
+  /** The call's other fetch options (`redirect`, undici's `dispatcher`, …), passed to every attempt. */
+  fetchOptions?: Readonly<RequestInit>;
 }
 
 /** An attempt's result: an answer (body fully read), or no usable answer. */
@@ -51,11 +53,11 @@ export async function sendAttempt(
   try {
     const body = typeof request.body === 'function' ? await request.body() : request.body;
     const response = await fetchImpl(request.url, {
+      ...request.fetchOptions,
       method: request.method,
       headers: request.headers as [string, string][],
       ...(body === undefined ? {} : { body, duplex: 'half' }),
       signal: combined,
-      redirect: 'manual',
     } as RequestInit);
     const bytes = new Uint8Array(await response.arrayBuffer());
     return {

@@ -88,7 +88,21 @@ export async function prepareOperation(
     // Sent for the server's logs and de-duplication, if it has any; retries still follow the policy.
     headers.set(HEADER_CARRIER.name, key);
   }
-  return { method, url: url.href, headers: [...headers], body, policy, key };
+  const {
+    method: _method,
+    headers: _headers,
+    body: _body,
+    json: _json,
+    signal: _signal,
+    idempotencyKey: _key,
+    policy: _policy,
+    retries: _retries,
+    timeoutMs: _timeoutMs,
+    deadlineMs: _deadlineMs,
+    journal: _journal,
+    ...fetchOptions
+  } = init;
+  return { method, url: url.href, headers: [...headers], body, policy, key, fetchOptions };
 }
 
 /** The policy of a call without its own: routes, then the document, then the method. */

@@ -211,6 +211,29 @@ describe('client retries against idemkit over real sockets', () => {
     assert.equal(server.ledger.get('factory-1'), 1);
   });
 
+  it('a custom fetch gets every attempt, with the call’s own fetch options', async () => {
+    const calls: RequestInit[] = [];
+    const client = clientFor({
+      fetch: async (url, init) => {
+        calls.push(init ?? {});
+        return calls.length === 1 ? new Response(null, { status: 503 }) : fetch(url, init);
+      },
+    });
+    server.script(() => 'ok');
+
+    const response = await client.fetch('/charges', {
+      ...charge('custom-fetch-1'),
+      redirect: 'manual',
+      keepalive: false,
+    });
+
+    assert.equal(response.status, 201);
+    assert.deepEqual(
+      calls.map((init) => [init.redirect, init.keepalive, init.method]),
+      [0, 1].map(() => ['manual', false, 'POST']),
+    );
+  });
+
   it('the caller’s AbortSignal ends the operation at once, also during backoff', async () => {
     server.script(() => ({ status: 503, retryAfter: '5' }));
     const controller = new AbortController();
