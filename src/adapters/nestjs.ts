@@ -26,6 +26,15 @@ export type { HandlerContext } from '../core/decision.js';
 export { IdempotencyInterceptor } from './nestjs-interceptor.js';
 export { IDEMPOTENT_METADATA, type IdempotentSettings } from './nestjs-settings.js';
 
+/**
+ * What the interceptor adds to the framework request, for handlers that take `@Req()`:
+ * `@Req() req: Request & IdempotentRequest`. `@IdempotencyContext()` gives the same object.
+ */
+export interface IdempotentRequest {
+  /** Present while the request runs under an Idempotency-Key claim; `undefined` otherwise. */
+  idempotency?: HandlerContext;
+}
+
 /** Inject the engine (`@Inject(IDEMPOTENCY_ENGINE) engine: Idempotency`), e.g. for `storeHealthy()`. */
 export const IDEMPOTENCY_ENGINE = Symbol('idemkit.nestjs.engine');
 

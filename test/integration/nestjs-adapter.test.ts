@@ -12,6 +12,7 @@ import {
   type LoggerService,
   Module,
   Post,
+  Redirect,
   Req,
   Res,
   StreamableFile,
@@ -103,6 +104,19 @@ class PaymentsController {
     return new StreamableFile(Buffer.from(`file bytes ${n}\u0000\u00ff`), { type: 'application/x-test' });
   }
 
+  @Post('redirect')
+  @Redirect('/payments/9', 303)
+  redirect(@Req() req: AnyRequest) {
+    count(op(req));
+  }
+
+  @Post('gone')
+  gone(@Req() req: AnyRequest) {
+    count(op(req));
+    // An http-errors 4xx (createError(410)): Nest answers it with its status, so it is an answer.
+    throw Object.assign(new Error('this offer has expired'), { status: 410, statusCode: 410, expose: true });
+  }
+
   @Post('observable')
   observable(@Req() req: AnyRequest) {
     return of({ n: count(op(req)), from: 'observable' });
@@ -166,6 +180,13 @@ class PlainController {
     return { n: count(op(req)) };
   }
 }
+
+const CAPTURED = {
+  '/raw': '@Res() writes',
+  '/file': 'a StreamableFile',
+  '/observable': 'an Observable',
+  '/gone': 'an http-errors 4xx',
+};
 
 function bound(options: IdempotencyOptions | ReturnType<typeof createIdempotency>) {
   return {
@@ -272,8 +293,9 @@ for (const platform of ['express', 'fastify'] as NestPlatform[]) {
       ['/raw', 201],
       ['/file', 201],
       ['/observable', 201],
+      ['/gone', 410],
     ] as const) {
-      it(`captures ${path} (${path === '/raw' ? '@Res() writes' : path === '/file' ? 'a StreamableFile' : 'an Observable'}) and replays it byte for byte`, async () => {
+      it(`captures ${path} (${CAPTURED[path]}) and replays it byte for byte`, async () => {
         const key = randomUUID();
         const o = `${platform}-${path}`;
         const first = await send(app.url, path, o, key);
@@ -283,9 +305,29 @@ for (const platform of ['express', 'fastify'] as NestPlatform[]) {
         assert.equal(replay.status, status);
         assert.deepEqual(replay.bytes, first.bytes);
         assert.equal(replay.headers.get('content-type'), first.headers.get('content-type'));
+        assert.equal(replay.headers.get('location'), first.headers.get('location'));
         assert.equal(executions.get(o), 1);
       });
     }
+
+    it('captures @Redirect() and replays it', async () => {
+      const key = randomUUID();
+      const redirect = () =>
+        fetch(`${app.url}/redirect`, {
+          method: 'POST',
+          redirect: 'manual',
+          headers: { 'idempotency-key': key, authorization: DEFAULT_AUTH, 'x-op': `${platform}-redirect` },
+          signal: AbortSignal.timeout(5_000),
+        });
+      const first = await redirect();
+      assert.equal(first.status, 303);
+      assert.equal(first.headers.get('location'), '/payments/9');
+      const replay = await redirect();
+      assert.equal(replay.status, 303);
+      assert.equal(replay.headers.get('location'), '/payments/9');
+      assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+      assert.equal(executions.get(`${platform}-redirect`), 1);
+    });
 
     it('a StreamableFile that fails before it ends frees the key (no stored 400) without leaking the error', async () => {
       const key = randomUUID();
@@ -409,6 +451,10 @@ for (const platform of ['express', 'fastify'] as NestPlatform[]) {
       } finally {
         await covered.close();
       }
+    });
+
+    it('@Idempotent() refuses unknown settings where it is applied', () => {
+      assert.throws(() => Idempotent({ retries: 3 } as never), /retries is not a per-handler option/);
     });
 
     it('without rawBody: true a parsed body is refused with an error naming the fix', async () => {
