@@ -57,10 +57,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
       return next.handle();
     }
     taken.add(raw);
-    const settings = reflector.getAllAndOverride<IdempotentSettings | undefined>(IDEMPOTENT_METADATA, [
-      context.getHandler(),
-      context.getClass(),
-    ]);
+    const settings = settingsOf(context);
     if (settings === false) return next.handle();
     return this.decide(context, next, request, settings);
   }
@@ -104,6 +101,15 @@ export class IdempotencyInterceptor implements NestInterceptor {
 
 Injectable()(IdempotencyInterceptor);
 Inject(IDEMPOTENCY_SETUP)(IdempotencyInterceptor, undefined, 0);
+
+/** The handler's `@Idempotent()` settings over its controller's; `false` on the handler wins. */
+function settingsOf(context: ExecutionContext): IdempotentSettings | undefined {
+  const own = reflector.get<IdempotentSettings | undefined>(IDEMPOTENT_METADATA, context.getHandler());
+  if (own === false) return false;
+  const shared = reflector.get<IdempotentSettings | undefined>(IDEMPOTENT_METADATA, context.getClass());
+  if (shared === undefined || own === undefined) return own ?? shared;
+  return shared === false ? own : { ...shared, ...own };
+}
 
 function execute(
   decision: ExecuteDecision,

@@ -172,6 +172,23 @@ class PaymentsController {
   }
 }
 
+/** Settings on the controller and on a handler: merged name by name. */
+@Controller('optional')
+@Idempotent({ required: false })
+class OptionalController {
+  @Post('merged')
+  @Idempotent({ retentionMs: 60_000 })
+  merged(@Req() req: AnyRequest) {
+    return { n: count(op(req)) };
+  }
+
+  @Post('off')
+  @Idempotent(false)
+  off(@Req() req: AnyRequest) {
+    return { n: count(op(req)) };
+  }
+}
+
 /** The same handler, in an app where nothing may be bound (the negative control). */
 @Controller()
 class PlainController {
@@ -450,6 +467,33 @@ for (const platform of ['express', 'fastify'] as NestPlatform[]) {
         assert.equal(executions.get(`${o}-covered`), 1);
       } finally {
         await covered.close();
+      }
+    });
+
+    it("a handler's settings are merged over its controller's; @Idempotent(false) on the handler wins", async () => {
+      const app = await startNest(platform, {
+        imports: [IdempotencyModule.forRoot({ store: memoryStore(quiet), ...quiet })],
+        controllers: [OptionalController],
+      });
+      try {
+        const o = `${platform}-merged`;
+        assert.equal(
+          (await send(app.url, '/optional/merged', o, undefined)).status,
+          201,
+          'required: false from the class',
+        );
+        const key = randomUUID();
+        await send(app.url, '/optional/merged', o, key);
+        assert.equal(
+          (await send(app.url, '/optional/merged', o, key)).headers.get('idempotent-replayed'),
+          'true',
+        );
+        assert.equal(executions.get(o), 2);
+        await send(app.url, '/optional/off', `${o}-off`, key);
+        await send(app.url, '/optional/off', `${o}-off`, key);
+        assert.equal(executions.get(`${o}-off`), 2);
+      } finally {
+        await app.close();
       }
     });
 
