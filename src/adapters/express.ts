@@ -97,16 +97,28 @@ async function decide(engine: Engine, req: Request, res: ServerResponse, next: N
  * claim this one ends the execution: the key is released (or held `uncertain` after
  * `effectsStarted()`) and the caller gets the engine's 500 problem, never the error's message or
  * stack. The error is logged as Express's final handler would (`console.error`, except when the
- * app's env is `test`). Other requests' errors go on to the next handler.
+ * app's env is `test`).
+ *
+ * An error that carries a 4xx `status` (http-errors: a body parser's 400, `sendFile`'s 404) is
+ * the client's, and Express answers it with that status: it goes on to the next error handler
+ * (or Express's final one), whose answer is captured and classified like any other. So do all
+ * errors of requests idemkit did not claim.
  */
 export function idempotencyErrors(): ErrorRequestHandler {
   return function idempotencyErrorHandler(error, req, res, next) {
     const capture = (res as Captured)[CAPTURE];
-    if (capture === undefined) return next(error);
+    if (capture === undefined || isClientError(error)) return next(error);
     (res as Captured)[CAPTURE] = undefined;
     logLikeExpress(req, error);
     void capture.fail(error);
   };
+}
+
+function isClientError(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const { status, statusCode } = error as { status?: unknown; statusCode?: unknown };
+  const code = typeof status === 'number' ? status : statusCode;
+  return typeof code === 'number' && code >= 400 && code < 500;
 }
 
 /** Express's final handler logs every error it answers unless the app's env is `test`. */

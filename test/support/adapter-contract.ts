@@ -16,7 +16,11 @@ import { tempSqliteStores } from './temp-sqlite.js';
  *
  * Call it at the top level of a test file, once per adapter variant.
  */
-export function defineAdapterContract(name: string, start: HttpContractOptions['start']): void {
+export function defineAdapterContract(
+  name: string,
+  start: HttpContractOptions['start'],
+  variant: AdapterContractVariant = {},
+): void {
   const secret = 'contract-secret-for-adapters';
   const fuzzRuns = Number(process.env.IDEMKIT_ADAPTER_FUZZ_RUNS ?? 500);
   const quiet = { onWarning() {} };
@@ -46,17 +50,29 @@ export function defineAdapterContract(name: string, start: HttpContractOptions['
       () => ({ store: redisStore({ client: required(redis), prefix: randomPrefix('adapter'), ...quiet }) }),
     ],
   ];
+  const excluded = Object.keys(variant.notApplicable ?? {});
+  const register: HttpContractOptions['it'] = (testName, fn) =>
+    excluded.some((prefix) => testName.startsWith(prefix)) ? undefined : it(testName, fn);
   for (const [storeName, createStore] of stores) {
     defineHttpContract({
       name: `${name} + ${storeName} store`,
       describe,
-      it,
+      it: register,
       secret,
       fuzzRuns,
       createStore,
       start,
     });
   }
+}
+
+export interface AdapterContractVariant {
+  /**
+   * Contract tests that cannot hold for this variant because of something in front of the adapter
+   * (not the adapter), by the start of their name, each with the reason. They are not registered;
+   * the variant's own test file must test what holds instead.
+   */
+  notApplicable?: Readonly<Record<string, string>>;
 }
 
 function required<T>(value: T | undefined): T {
