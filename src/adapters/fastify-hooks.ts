@@ -185,18 +185,24 @@ export function pluginHooks(
 }
 
 /**
- * Fastify does not send an async handler's `undefined` once the client has gone
- * (lib/wrap-thenable.js), so no `onSend` would end the execution and the key would stay
- * claimed. Such a handler is wrapped to send it then, as Fastify would to a live client.
+ * An async handler that resolves `undefined` without its answer having reached `onSend` is
+ * wrapped, because of what Fastify then does (lib/wrap-thenable.js):
+ * - it sends `undefined` itself, even when the handler already called `reply.send()` but did not
+ *   `return reply`, and our `onSend` is still committing: the client would get an empty answer.
+ *   The wrapper returns the reply instead, so Fastify waits for the committed answer;
+ * - it sends nothing once the client has gone, so no `onSend` would end the execution and the
+ *   key would stay claimed: the wrapper sends it then, as Fastify would to a live client.
  */
 export function wrapHandler<H extends (this: never, request: never, reply: never) => unknown>(handler: H): H {
   const run = handler as unknown as (this: unknown, request: FastifyRequest, reply: FastifyReply) => unknown;
   function idempotentHandler(this: unknown, request: FastifyRequest, reply: FastifyReply): unknown {
-    const result = run.call(this, request, reply);
     const state = (request as StatefulRequest)[kState];
-    if (!(result instanceof Promise) || state?.phase !== RUNNING) return result;
+    const result = run.call(this, request, reply);
+    if (!(result instanceof Promise) || !state?.decision) return result;
     return result.then((payload: unknown) => {
-      if (payload === undefined && state.phase === RUNNING && !reply.sent && !reply.raw.headersSent) {
+      if (payload !== undefined) return payload;
+      if (state.phase >= ENDING) return reply;
+      if (state.phase === RUNNING && !reply.sent && !reply.raw.headersSent) {
         const socket = request.raw.socket;
         if (request.raw.aborted || !socket || socket.destroyed) reply.send();
       }

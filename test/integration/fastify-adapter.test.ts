@@ -365,6 +365,27 @@ describe('idemkit/fastify: every way a reply is made is captured and replayed by
     });
   }
 
+  it('an async handler that calls reply.send() without returning reply still answers whole', async () => {
+    const s = await serve((app, ran) => {
+      app.post('/r', async (_request, reply) => {
+        ran('r');
+        reply.code(201).send({ sent: 'without return' });
+      });
+    });
+    try {
+      const key = randomUUID();
+      const first = await s.post('/r', { key });
+      assert.equal(first.status, 201);
+      assert.equal(first.headers.get('idempotent-replayed'), 'false');
+      assert.deepEqual(await first.json(), { sent: 'without return' });
+      const replay = await s.post('/r', { key });
+      assert.deepEqual(await replay.json(), { sent: 'without return' });
+      assert.equal(s.runs('r'), 1);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('repeated header lines: both cookies reach the first caller, both Link lines are replayed', async () => {
     const s = await serve((app) => {
       app.post('/r', async (_request, reply) => {
