@@ -129,7 +129,9 @@ export function pluginHooks(
 
   async function idempotencyOnSend(request: FastifyRequest, reply: FastifyReply, payload: unknown) {
     const state = (request as StatefulRequest)[kState];
-    if (!state || state.phase !== RUNNING) return payload;
+    if (!state) return payload;
+    if (state.phase === ENDING) return secondSend(reply);
+    if (state.phase !== RUNNING) return payload;
     state.phase = ENDING;
     const decision = state.decision as ExecuteDecision;
     try {
@@ -183,6 +185,21 @@ export function pluginHooks(
     onSend: idempotencyOnSend,
   };
 }
+
+/**
+ * A second send while the first answer is being committed: Fastify sends `undefined` after an
+ * async handler that called `reply.send()` without `return reply` (or a handler timeout fires).
+ * The answer being committed is the one that goes out; this send is left pending for good (a
+ * promise of its own, collected with the request), and reported as Fastify reports it.
+ */
+function secondSend(reply: FastifyReply): Promise<never> {
+  reply.log.warn(
+    `Reply was already sent, did you forget to "return reply" in the "${reply.request.url}" (${reply.request.method}) route?`,
+  );
+  return new Promise<never>(noop);
+}
+
+function noop(): void {}
 
 /**
  * An async handler that resolves `undefined` without its answer having reached `onSend` is

@@ -550,6 +550,11 @@ describe('idemkit/fastify: encapsulation and per-route config', () => {
     app.register(idempotency, { store: memoryStore({ onWarning() {} }), sweepIntervalMs: 0 });
     let runs = 0;
     app.post('/pay', async () => ({ run: ++runs }));
+    // Declared before the plugin loaded (onRoute never saw it), and sends without `return reply`.
+    app.post('/sent', async (_request, reply) => {
+      runs++;
+      reply.code(201).send({ sent: true });
+    });
     const key = randomUUID();
     const inject = () =>
       app.inject({
@@ -562,6 +567,19 @@ describe('idemkit/fastify: encapsulation and per-route config', () => {
       assert.equal((await inject()).headers['idempotent-replayed'], 'false');
       assert.equal((await inject()).headers['idempotent-replayed'], 'true');
       assert.equal(runs, 1);
+      const sent = () =>
+        app.inject({
+          method: 'POST',
+          url: '/sent',
+          headers: { 'idempotency-key': key, authorization: 'Bearer a' },
+          payload: {},
+        });
+      const first = await sent();
+      assert.equal(first.statusCode, 201);
+      assert.equal(first.headers['idempotent-replayed'], 'false');
+      assert.equal(first.body, '{"sent":true}');
+      assert.equal((await sent()).headers['idempotent-replayed'], 'true');
+      assert.equal(runs, 2);
     } finally {
       await app.close();
     }
