@@ -4,13 +4,15 @@ import { IdempotencyConfigError } from '../core/errors.js';
 import type { HandlerContext } from '../core/execution.js';
 import type { IdempotencyOptions } from '../core/options.js';
 import type { EngineRequest } from '../core/request.js';
-import { kState, pluginHooks, type RequestState, wrapHandler } from './fastify-hooks.js';
+import { wrapHandler } from './fastify-guards.js';
+import { pluginHooks } from './fastify-hooks.js';
 import {
   type IdempotencyRouteConfig,
   type RouteSettings,
   routeSettingsOf,
   withRouteSettings,
 } from './fastify-route.js';
+import { kState, type RequestState } from './fastify-state.js';
 
 export type { HandlerContext } from '../core/execution.js';
 export type { IdempotencyRouteConfig } from './fastify-route.js';
