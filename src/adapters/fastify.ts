@@ -28,8 +28,21 @@ declare module 'fastify' {
   }
 }
 
+/** Finds the caller (or tenant) of a request; receives Fastify's request. */
+export type FastifyCaller = (
+  request: FastifyRequest,
+  engineRequest: EngineRequest,
+) => string | undefined | Promise<string | undefined>;
+
+/** idemkit's options, with `principal` and `tenant` typed for Fastify's request. */
+export interface FastifyIdempotencyPluginOptions extends Omit<IdempotencyOptions, 'principal' | 'tenant'> {
+  /** The authenticated caller, e.g. `(request) => request.user?.id`. @default SHA-256 of Authorization */
+  principal?: FastifyCaller;
+  tenant?: FastifyCaller;
+}
+
 /** The plugin's options: idemkit's options, or an engine from `createIdempotency()` to share. */
-export type FastifyIdempotencyOptions = IdempotencyOptions | Idempotency;
+export type FastifyIdempotencyOptions = FastifyIdempotencyPluginOptions | Idempotency;
 
 /** A route's settings as checked when the route was registered (see `checkRoute`). */
 const kSettings = Symbol('idemkit.fastify.settings');
@@ -53,7 +66,10 @@ async function idempotency(fastify: FastifyInstance, options: FastifyIdempotency
     );
   }
   const shared = 'begin' in options;
-  const engine = shared ? options : createIdempotency(withRouteSettings(options, routeOf));
+  // `native` is always the Fastify request here, so the typed callbacks fit the engine's.
+  const engine = shared
+    ? options
+    : createIdempotency(withRouteSettings(options as IdempotencyOptions, routeOf));
   // A shared engine belongs to its creator; one made here ends with the app.
   if (!shared) fastify.addHook('onClose', () => engine.close());
   if (!fastify.hasRequestDecorator('idempotency')) fastify.decorateRequest('idempotency', undefined);

@@ -202,7 +202,7 @@ describe('idemkit/fastify: the handler and its context', () => {
         });
         await app.register(idempotency, {
           ...(plugin as IdempotencyOptions),
-          principal: (native) => (native as { user: string }).user,
+          principal: (request) => (request as unknown as { user: string }).user,
         });
       },
     );
