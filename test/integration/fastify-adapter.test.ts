@@ -318,6 +318,34 @@ describe('idemkit/fastify: what a handler throws', () => {
       await s.close();
     }
   });
+  it("the app's setErrorHandler: its 4xx rendering is kept, its 5xx body is replaced by the problem", async () => {
+    const s = await serve((app, ran) => {
+      app.setErrorHandler((error, _request, reply) => {
+        const conflict = (error as Error).message.startsWith('conflict');
+        return reply
+          .code(conflict ? 409 : 500)
+          .header('x-error-handler', 'yes')
+          .send({ handled: (error as Error).message });
+      });
+      app.post('/fail/:kind', async (request) => {
+        const kind = (request.params as { kind: string }).kind;
+        ran(kind);
+        throw new Error(kind === 'conflict' ? 'conflict: seat taken' : 'secret /srv/db');
+      });
+    });
+    try {
+      const conflict = await s.post('/fail/conflict');
+      assert.equal(conflict.status, 409);
+      assert.equal(conflict.headers.get('x-error-handler'), 'yes');
+      assert.deepEqual(await conflict.json(), { handled: 'conflict: seat taken' });
+      const crash = await s.post('/fail/crash');
+      assert.equal(crash.status, 500);
+      assert.equal(crash.headers.get('x-error-handler'), null);
+      assert.ok(!(await crash.text()).includes('/srv/db'));
+    } finally {
+      await s.close();
+    }
+  });
 });
 
 describe('idemkit/fastify: every way a reply is made is captured and replayed byte for byte', () => {
