@@ -318,6 +318,7 @@ describe('idemkit/fastify: what a handler throws', () => {
       await s.close();
     }
   });
+
   it("the app's setErrorHandler: its 4xx rendering is kept, its 5xx body is replaced by the problem", async () => {
     const s = await serve((app, ran) => {
       app.setErrorHandler((error, _request, reply) => {
