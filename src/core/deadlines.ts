@@ -1,4 +1,5 @@
 import { monotonicNow } from './clock.js';
+import { unrefTimer } from './portable.js';
 
 /**
  * Something due at a time: a store call's timeout, an execution's next heartbeat. Entries link
@@ -84,7 +85,7 @@ export class DeadlineScheduler {
     if (this.timer) clearInterval(this.timer);
     this.tickMs = tickMs;
     this.timer = setInterval(() => this.tick(), tickMs);
-    if (!this.keepsAlive) this.timer.unref();
+    if (!this.keepsAlive) unrefTimer(this.timer);
   }
 
   private tick(): void {

@@ -1,6 +1,7 @@
 import { IdempotencyConfigError } from './errors.js';
 import type { IdempotencyEvent } from './events.js';
 import { resolveSecrets, type VersionedSecret } from './fingerprint.js';
+import { defaultWarning } from './portable.js';
 import type { EngineRequest } from './request.js';
 import { type EngineResponse, replayAllowlist } from './response.js';
 import { type IdempotencyStore, isTransactionalStore } from './store.js';
@@ -173,7 +174,7 @@ export function resolveOptions(options: IdempotencyOptions) {
     failOpen: options.failOpen ?? false,
     transactional: options.transactional ?? false,
     onEvent: options.onEvent,
-    onWarning: options.onWarning ?? ((m: string) => process.emitWarning(m, 'IdemkitWarning')),
+    onWarning: options.onWarning ?? defaultWarning,
     sweepIntervalMs: nonNegativeInt('sweepIntervalMs', options.sweepIntervalMs ?? DEFAULTS.sweepIntervalMs),
   };
   if (resolved.transactional && !isTransactionalStore(store)) {

@@ -1,4 +1,5 @@
 import { DEFAULTS } from './options.js';
+import { unrefTimer } from './portable.js';
 import type { EngineRuntime } from './runtime.js';
 
 /** At most this many batches per tick, so a huge backlog never monopolises the store. */
@@ -12,7 +13,7 @@ export function startSweeper(rt: EngineRuntime): (() => void) | undefined {
   const intervalMs = rt.options.sweepIntervalMs;
   if (intervalMs <= 0) return undefined;
   const timer = setInterval(() => void sweep(rt), intervalMs);
-  timer.unref();
+  unrefTimer(timer);
   return () => clearInterval(timer);
 }
 

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { systemClock } from '../core/clock.js';
 import { CapacityError, IdempotencyConfigError, StoreUnavailableError } from '../core/errors.js';
+import { defaultWarning } from '../core/portable.js';
 import {
   type ClaimRequest,
   type ClaimResult,
@@ -149,7 +150,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   // A partition's share of the bytes is its share of the records.
   const maxBytesPerPartition = Math.floor(maxBytes * Math.min(1, maxPerPartition / maxEntries));
   const now = options.clock ?? systemClock;
-  const warn = options.onWarning ?? ((m: string) => process.emitWarning(m, 'IdemkitWarning'));
+  const warn = options.onWarning ?? defaultWarning;
   const records = new Map<string, MemoryRecord>();
   const partitions = new Map<string, Partition>();
   let usedBytes = 0;
