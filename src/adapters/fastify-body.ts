@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
  */
 
 /** The stream `preParsing` receives: the request, or what an earlier hook (decompression) made. */
-export interface PayloadStream extends NodeJS.ReadableStream {
+export interface PayloadStream extends Readable {
   /** Set by decompressing hooks: the bytes received on the wire, for Fastify's `bodyLimit`. */
   receivedEncodedLength?: number;
 }
@@ -71,7 +71,7 @@ export function payloadOf(body: Uint8Array, from: PayloadStream): Readable {
   if (body.byteLength > 0) stream.push(body);
   stream.push(null);
   if (from.receivedEncodedLength !== undefined) {
-    (stream as PayloadStream & Readable).receivedEncodedLength = from.receivedEncodedLength;
+    (stream as PayloadStream).receivedEncodedLength = from.receivedEncodedLength;
   }
   return stream;
 }

@@ -9,17 +9,15 @@ import { DONE, ENDING, type RequestState, RUNNING, stateOf } from './fastify-sta
 /**
  * A second send while the first answer is being committed: Fastify sends `undefined` after an
  * async handler that called `reply.send()` without `return reply` (or a handler timeout fires).
- * The answer being committed is the one that goes out; this send is left pending for good (a
- * promise of its own, collected with the request), and reported as Fastify reports it.
+ * The answer being committed is the one that goes out; this send is left pending for good (its
+ * onSend `done` is never called, so it is collected with the request), and reported as Fastify
+ * reports it.
  */
-export function secondSend(reply: FastifyReply): Promise<never> {
+export function secondSend(reply: FastifyReply): void {
   reply.log.warn(
     `Reply was already sent, did you forget to "return reply" in the "${reply.request.url}" (${reply.request.method}) route?`,
   );
-  return new Promise<never>(noop);
 }
-
-function noop(): void {}
 
 /**
  * An async handler that resolves `undefined` without its answer having reached `onSend` is

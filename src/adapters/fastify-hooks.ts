@@ -30,10 +30,20 @@ import {
  */
 
 export interface PluginHooks {
-  preParsing(request: FastifyRequest, reply: FastifyReply, payload: PayloadStream): Promise<unknown>;
-  preHandler(request: FastifyRequest, reply: FastifyReply): Promise<unknown>;
+  preParsing(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    payload: PayloadStream,
+    done: (error: Error | null, payload?: PayloadStream) => void,
+  ): void;
+  preHandler(request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void): void;
   onError(request: FastifyRequest, reply: FastifyReply, error: unknown, done: () => void): void;
-  onSend(request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown>;
+  onSend(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    payload: unknown,
+    done: (error: Error | null, payload?: unknown) => void,
+  ): void;
 }
 
 /** The hooks for one registration; `settingsOf` gives a route's settings, or false when it is off. */
@@ -44,36 +54,50 @@ export function pluginHooks(
   const { methods, maxBodyBytes, maxStoredBytes } = engine.options;
   let warnedAround = false;
 
-  async function idempotencyPreParsing(
+  // Callback-style hooks: requests the plugin does not cover (GETs, routes turned off, bypassed
+  // keys) go through them without a promise or a microtask hop. A hook that answers (413, a
+  // replay, a problem) does not call `done`: the request ends with that answer.
+  function idempotencyPreParsing(
     request: FastifyRequest,
     reply: FastifyReply,
     payload: PayloadStream,
-  ): Promise<unknown> {
-    if (!methods.has(request.method)) return payload;
-    const route = settingsOf(request);
-    if (route === false) return payload;
+    done: (error: Error | null, payload?: PayloadStream) => void,
+  ): void {
+    const route = methods.has(request.method) ? settingsOf(request) : false;
+    if (route === false) {
+      done(null, payload);
+      return;
+    }
     const state = new RequestState(route);
     (request as StatefulRequest)[kState] = state;
     // A declared length only describes the payload while no earlier hook (decompression) replaced it.
     const declared = payload === request.raw ? Number(request.headers['content-length'] ?? 0) : 0;
-    const body = await readPayload(payload, declared, maxBodyBytes);
-    if (body === undefined) {
+    readPayload(payload, declared, maxBodyBytes).then((body) => {
+      if (body !== undefined) {
+        state.body = body;
+        done(null, payloadOf(body, payload));
+        return;
+      }
       state.phase = DONE;
       // The rest of the upload is never read: close the connection instead of draining it.
       sendEngineResponse(reply, problemResponse('payload-too-large'), !request.raw.complete);
-      return reply;
-    }
-    state.body = body;
-    return payloadOf(body, payload);
+    }, done);
   }
 
-  async function idempotencyPreHandler(request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+  function idempotencyPreHandler(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    done: (error?: Error) => void,
+  ) {
     const state = stateOf(request);
-    if (!state || state.phase !== READING) return undefined;
+    if (!state || state.phase !== READING) {
+      done();
+      return;
+    }
     state.phase = DECIDING;
     const url = request.url;
     const at = url.indexOf('?');
-    const decision = await engine.begin({
+    const begun = engine.begin({
       method: request.method,
       path: at < 0 ? url : url.slice(0, at),
       query: at < 0 ? '' : url.slice(at + 1),
@@ -81,23 +105,28 @@ export function pluginHooks(
       body: state.body,
       native: request,
     });
-    switch (decision.kind) {
-      case 'bypass':
-        state.phase = DONE;
-        return undefined;
-      case 'reject':
-      case 'replay':
-        state.phase = DONE;
-        return sendEngineResponse(reply, decision.response);
-      case 'execute':
-        state.decision = decision;
-        state.phase = RUNNING;
-        request.idempotency = decision.ctx;
-        reply.raw.on('close', () => onResponseClosed(state, reply));
-        return undefined;
-      default:
-        return decision satisfies never;
-    }
+    begun.then((decision) => {
+      switch (decision.kind) {
+        case 'bypass':
+          state.phase = DONE;
+          done();
+          return;
+        case 'reject':
+        case 'replay':
+          state.phase = DONE;
+          sendEngineResponse(reply, decision.response);
+          return;
+        case 'execute':
+          state.decision = decision;
+          state.phase = RUNNING;
+          request.idempotency = decision.ctx;
+          reply.raw.on('close', () => onResponseClosed(state, reply));
+          done();
+          return;
+        default:
+          decision satisfies never;
+      }
+    }, done);
   }
 
   function idempotencyOnError(
@@ -114,12 +143,27 @@ export function pluginHooks(
     done();
   }
 
-  async function idempotencyOnSend(request: FastifyRequest, reply: FastifyReply, payload: unknown) {
+  function idempotencyOnSend(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    payload: unknown,
+    done: (error: Error | null, payload?: unknown) => void,
+  ): void {
     const state = stateOf(request);
-    if (!state) return payload;
-    if (state.phase === ENDING) return secondSend(reply);
-    if (state.phase !== RUNNING) return payload;
+    if (state?.phase === ENDING) {
+      secondSend(reply);
+      return;
+    }
+    if (state?.phase !== RUNNING) {
+      done(null, payload);
+      return;
+    }
     state.phase = ENDING;
+    endExecution(state, reply, payload).then((answered) => done(null, answered), done);
+  }
+
+  /** The answer Fastify is about to write ends the execution: committed, or a problem if it failed. */
+  async function endExecution(state: RequestState, reply: FastifyReply, payload: unknown): Promise<unknown> {
     const decision = state.decision as ExecuteDecision;
     try {
       // A thrown error answered with a 4xx (an HTTP error the app chose) is the app's verdict and
