@@ -77,8 +77,9 @@ class BodyRead {
     this.resolve = resolve;
     req[READING] = this;
     req.on('readable', onReadable);
+    // An aborted request is destroyed, and a destroyed stream always emits `close` (its `error`
+    // only reaches listeners that exist: none needed here).
     req.once('close', onGone);
-    req.once('error', onGone);
   }
 }
 
@@ -115,7 +116,6 @@ function finish(req: Reading, body: Uint8Array | undefined | null): void {
   req[READING] = undefined;
   req.removeListener('readable', onReadable);
   req.removeListener('close', onGone);
-  req.removeListener('error', onGone);
   read.resolve(body);
 }
 

@@ -48,8 +48,13 @@ export class ResponseCapture {
   private state: 'capturing' | 'streaming' | 'passing' | 'done' = 'capturing';
   /** `end()` called while the streaming commit was in flight. */
   private pendingEnd: { done: Callback | undefined } | undefined;
-  /** What was there before: an own property (compression middleware patches per response) or the prototype's. */
-  private readonly saved = new Map<Method, unknown>();
+  /**
+   * What was in effect before, per METHODS: an own property (compression middleware patches per
+   * response) or the prototype's. Put back by assignment, never `delete`: deleting a property
+   * turns an Express response (whose prototype Express swapped) into a slow dictionary object
+   * for the rest of its life.
+   */
+  private readonly saved: unknown[];
   /** Resolves once the execution has ended (committed or aborted) and the answer was handed to Node. */
   readonly settled: Promise<void>;
   private resolveSettled!: () => void;
@@ -62,7 +67,7 @@ export class ResponseCapture {
       this.resolveSettled = resolve;
     });
     const own = res as unknown as Record<Method, unknown>;
-    for (const name of METHODS) if (Object.hasOwn(own, name)) this.saved.set(name, own[name]);
+    this.saved = [own.writeHead, own.write, own.end, own.flushHeaders, own.destroy];
     own.writeHead = this.writeHead.bind(this);
     own.write = this.write.bind(this);
     own.end = this.end.bind(this);
@@ -115,10 +120,7 @@ export class ResponseCapture {
   private restore(): void {
     this.res.removeListener('unpipe', this.onUnpipe);
     const own = this.res as unknown as Record<Method, unknown>;
-    for (const name of METHODS) {
-      if (this.saved.has(name)) own[name] = this.saved.get(name);
-      else delete own[name];
-    }
+    for (let i = 0; i < METHODS.length; i++) own[METHODS[i] as Method] = this.saved[i];
   }
 
   /** Sends an engine answer in place of what the handler wrote; its later writes go nowhere. */

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -7,6 +8,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import type { Express, NextFunction, Request, Response } from 'express';
 import {
@@ -753,3 +755,14 @@ for (const major of [4, 5] as ExpressMajor[]) {
     });
   });
 }
+
+describe('idemkit/express: the cost of a captured response', () => {
+  it('a response keeps V8 fast properties after the capture gave back its methods (no delete)', async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--allow-natives-syntax', '--import', 'tsx', 'test/support/express-shape-child.ts'],
+      { timeout: 30_000 },
+    );
+    assert.deepEqual(JSON.parse(stdout), { fast: [true, true] });
+  });
+});
