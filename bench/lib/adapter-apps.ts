@@ -7,6 +7,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Idempotency } from '../../src/core/engine.js';
+import { nestApp } from './adapter-apps-nest.js';
 import { CHARGES_PATH, type Framework } from './adapter-variants.js';
 
 /** The adapter modules, loaded from the tree being measured (compiled or sources). */
@@ -15,6 +16,7 @@ export interface AdapterModules {
   fastify: typeof import('../../src/adapters/fastify.js');
   koa: typeof import('../../src/adapters/koa.js');
   hono: typeof import('../../src/adapters/hono.js');
+  nestjs: typeof import('../../src/adapters/nestjs.js');
 }
 
 export interface Served {
@@ -49,8 +51,8 @@ export const APPS: Record<Framework, AppFactory> = {
   fastify: fastifyApp,
   koa: koaApp,
   hono: honoApp,
-  'nestjs-express': () => Promise.reject(new Error('nestjs-express: not in this bench yet')),
-  'nestjs-fastify': () => Promise.reject(new Error('nestjs-fastify: not in this bench yet')),
+  'nestjs-express': (idem) => nestApp('express', idem && { engine: idem.engine, nest: idem.modules.nestjs }),
+  'nestjs-fastify': (idem) => nestApp('fastify', idem && { engine: idem.engine, nest: idem.modules.nestjs }),
 };
 
 async function expressApp(

@@ -47,13 +47,14 @@ async function main(): Promise<void> {
 }
 
 async function loadAdapters(): Promise<AdapterModules> {
-  const [express, fastify, koa, hono] = await Promise.all([
+  const [express, fastify, koa, hono, nestjs] = await Promise.all([
     load<AdapterModules['express']>('adapters/express'),
     load<AdapterModules['fastify']>('adapters/fastify'),
     load<AdapterModules['koa']>('adapters/koa'),
     load<AdapterModules['hono']>('adapters/hono'),
+    load<AdapterModules['nestjs']>('adapters/nestjs'),
   ]);
-  return { express, fastify, koa, hono };
+  return { express, fastify, koa, hono, nestjs };
 }
 
 /** The variant's store; `undefined` once `unavailable` was sent. Cleanups close it (and its client). */
