@@ -1,49 +1,11 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
 import { describe, it } from 'node:test';
-
-/** Runs examples/nestjs/server.ts as a reader would (`node --import tsx`), on a free port. */
-async function startExample(): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'examples/nestjs/server.ts'], {
-    env: { ...process.env, PORT: '0' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`the example did not start within 20 s:\n${output}`)),
-      20_000,
-    );
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const found = /payments API on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
-      if (found?.[1]) {
-        clearTimeout(timer);
-        resolve(found[1]);
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the example exited with ${code}:\n${output}`));
-    });
-  });
-  return { url, child };
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  await exited;
-}
+import { startExample, stopExample } from '../support/example-process.js';
 
 describe('examples/nestjs', () => {
   it('a POST with a key twice executes once; the second answer is the replay', async () => {
-    const { url, child } = await startExample();
+    const { url, child } = await startExample('examples/nestjs/server.ts');
     try {
       const key = randomUUID();
       const pay = () =>
@@ -83,7 +45,7 @@ describe('examples/nestjs', () => {
       assert.equal(keyless.status, 400);
       assert.equal((await get('pay_2')).status, 404);
     } finally {
-      await stop(child);
+      await stopExample(child);
     }
   });
 });
