@@ -3,7 +3,10 @@ export {
   CapacityError,
   IdempotencyConfigError,
   IdempotencyError,
+  InFlightError,
   isIdempotencyError,
+  KeyReusedError,
+  OutcomeUncertainError,
   PROBLEMS,
   ProblemCode,
   StoreMisconfiguredError,
@@ -13,6 +16,7 @@ export type { IdempotencyEvent } from './core/events.js';
 export type { CommitResult, ExecuteDecision, HandlerContext } from './core/execution.js';
 export type { VersionedSecret } from './core/fingerprint.js';
 export { parseIdempotencyKey } from './core/key.js';
+export { OPERATION_METHOD, type OperationCall, type OperationFn } from './core/operation.js';
 export {
   DEFAULTS,
   type Disposition,

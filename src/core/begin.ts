@@ -1,6 +1,6 @@
-import { type Claimant, claimAndDecide } from './claim.js';
+import { admitAndClaim, type Claimant, NO_SECRETS } from './claim.js';
 import type { Decision } from './decision.js';
-import { createFingerprint, type VersionedSecret } from './fingerprint.js';
+import { createFingerprint } from './fingerprint.js';
 import { findKey } from './key-carriers.js';
 import { waitMsOf } from './options.js';
 import { type EngineRequest, headerValue } from './request.js';
@@ -60,25 +60,15 @@ export async function beginRequest(rt: EngineRuntime, request: EngineRequest): P
     },
     options.fingerprint,
   );
-  if (!rt.storeCheck.passed && (await rt.storeCheck.misconfigured())) {
-    return reject(rt, 'store-misconfigured', 'the idempotency store failed its configuration check');
-  }
-  let known: readonly VersionedSecret[];
-  try {
-    known = await rt.secrets.get();
-  } catch (error) {
-    rt.emit({ type: 'store-error', key, operation: 'secret', error });
-    return reject(rt, 'store-unavailable', 'the request was not run; retry with the same key');
-  }
   const claimant: Claimant = {
     request,
     key,
     slot,
     fingerprint,
-    secrets: known,
-    print: fingerprint.digest(known[0] as VersionedSecret),
+    secrets: NO_SECRETS,
+    print: '',
     leaseMs: options.leaseMs(request),
     retentionMs: options.retentionMs(request),
   };
-  return claimAndDecide(rt, claimant, waitMsOf(options.waitMs(request)));
+  return admitAndClaim(rt, claimant, waitMsOf(options.waitMs(request)));
 }

@@ -28,6 +28,30 @@ export interface Claimant {
   retentionMs: number;
 }
 
+/** A claimant's secrets before `admitAndClaim` reads them. */
+export const NO_SECRETS: readonly VersionedSecret[] = Object.freeze([]);
+
+/**
+ * The last step of admission, shared by HTTP requests (begin.ts) and operation calls
+ * (operation.ts): the store's startup check, the fingerprint secrets (the claimant's `secrets`
+ * and `print` are filled in here), then the claim.
+ */
+export async function admitAndClaim(rt: EngineRuntime, c: Claimant, waitMs: number): Promise<Decision> {
+  if (!rt.storeCheck.passed && (await rt.storeCheck.misconfigured())) {
+    return reject(rt, 'store-misconfigured', 'the idempotency store failed its configuration check');
+  }
+  let known: readonly VersionedSecret[];
+  try {
+    known = await rt.secrets.get();
+  } catch (error) {
+    rt.emit({ type: 'store-error', key: c.key, operation: 'secret', error });
+    return reject(rt, 'store-unavailable', 'the request was not run; retry with the same key');
+  }
+  c.secrets = known;
+  c.print = c.fingerprint.digest(known[0] as VersionedSecret);
+  return claimAndDecide(rt, c, waitMs);
+}
+
 /**
  * Claims the key and turns the outcome into a decision: acquired → execute; someone else's
  * request under this key → 409 key-reused; completed → replay; still running → wait and claim

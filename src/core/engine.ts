@@ -2,6 +2,7 @@ import { beginRequest } from './begin.js';
 import type { Decision } from './decision.js';
 import { type FetchHandler, handleFetch } from './fetch-flow.js';
 import { InFlight } from './in-flight.js';
+import { type OperationCall, type OperationFn, runOperation } from './operation.js';
 import { type IdempotencyOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { WaitRoom } from './replay-and-wait.js';
 import type { EngineRequest } from './request.js';
@@ -16,6 +17,15 @@ export type { Decision } from './decision.js';
 export interface Idempotency {
   /** Decides what to do with a request; expected states are values, never throws for them. */
   begin(request: EngineRequest): Promise<Decision>;
+  /**
+   * Runs `fn` once per (tenant, principal, operation, key) within retention, outside HTTP:
+   * the same claim, lease, heartbeat, fencing and completion as a request. A retry gets the
+   * stored result (JSON); the same key with other `params` throws `KeyReusedError`, a call
+   * while the first runs `InFlightError` (with `retryAfterMs`), one after a failure past
+   * `effectsStarted()` `OutcomeUncertainError`. When `fn` throws, the key is released and the
+   * error passes through.
+   */
+  run<T>(call: OperationCall, fn: OperationFn<T>): Promise<T>;
   /** The whole flow for a Web `Request → Response` handler (what `idemkit/fetch` uses). */
   handle(request: Request, handler: FetchHandler, native?: unknown): Promise<Response>;
   /**
@@ -37,6 +47,7 @@ export interface Idempotency {
  *   replay-and-wait.ts  a completed record replays; a running one is waited for (wait mode)
  *   in-flight.ts        an acquired claim starts its execution and is counted while it runs
  *   execution.ts        the execution: heartbeat, lease loss, the final write
+ *   operation.ts        run(): the operation call (consumers, agent tools) on the same claim
  *   fetch-flow.ts       handle(): the whole flow for a Web Request → Response handler
  *   store-check.ts      the store's startup check, and the health probe
  *   store-secrets.ts    the fingerprint secrets (configured, or the store's own)
@@ -72,6 +83,7 @@ export function createIdempotency(input: IdempotencyOptions): Idempotency {
   const engine: Idempotency = {
     begin: (request) => beginRequest(rt, request),
     options,
+    run: (call, fn) => runOperation(rt, call, fn),
     handle: (request, handler, native) => handleFetch(engine, request, handler, native),
     storeHealthy: () => rt.storeCheck.probe(),
     async close() {

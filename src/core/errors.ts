@@ -146,6 +146,46 @@ export class StoreMisconfiguredError extends IdempotencyError {
   }
 }
 
+/*
+ * What `idem.run()` throws instead of running `fn` (the HTTP path answers the same cases with
+ * a problem response). Each carries the problem code, so one `switch (error.code)` covers both.
+ */
+
+/** The key was used for this operation with other params: use a new key. */
+export class KeyReusedError extends IdempotencyError {
+  override readonly name = 'KeyReusedError';
+
+  constructor(message: string, options?: ErrorOptions) {
+    super('key-reused', message, options);
+  }
+}
+
+/**
+ * Another attempt holds the key and is still running (or, for `lease-lost`, took it over from
+ * this one): try again after `retryAfterMs` with the same key; it then replays or runs once.
+ */
+export class InFlightError extends IdempotencyError {
+  override readonly name = 'InFlightError';
+  readonly retryAfterMs: number;
+
+  constructor(message: string, retryAfterMs: number, code: 'in-progress' | 'lease-lost' = 'in-progress') {
+    super(code, message);
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/**
+ * The first attempt failed after its effects may have begun (`effectsStarted()`), so whether
+ * it took effect is unknown: it is never run again under this key. Check, then use a new key.
+ */
+export class OutcomeUncertainError extends IdempotencyError {
+  override readonly name = 'OutcomeUncertainError';
+
+  constructor(message: string, options?: ErrorOptions) {
+    super('outcome-uncertain', message, options);
+  }
+}
+
 /** True for idemkit errors, also across duplicate package copies and realms. */
 export function isIdempotencyError(value: unknown): value is IdempotencyError {
   if (value instanceof IdempotencyError) return true;

@@ -20,6 +20,31 @@ export function scopeHash(scope: Scope): string {
   return hash('sha256', fields, 'hex');
 }
 
+/** The fields of an operation call's record (`idem.run`). */
+export interface OperationScope {
+  tenant: string;
+  principal: string;
+  operation: string;
+  key: string;
+}
+
+/**
+ * The store key of an operation call. Also a JSON array, one field longer than the HTTP scope's
+ * and led by a fixed marker, so no operation call and no HTTP request can ever share a record,
+ * and no two field splits (`('shop:eu', 'x')` and `('shop', 'eu:x')`) meet.
+ */
+export function operationScopeHash(scope: OperationScope): string {
+  const fields = JSON.stringify([
+    'idemkit:operation',
+    scope.tenant,
+    scope.principal,
+    scope.operation,
+    scope.key,
+    '',
+  ]);
+  return hash('sha256', fields, 'hex');
+}
+
 /**
  * The key a handler (or the gateway) passes to foreign systems. A pure function of the scope
  * hash, so it is the same on every retry and after a lease takeover, and reveals nothing of the
