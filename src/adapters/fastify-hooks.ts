@@ -70,8 +70,13 @@ export function pluginHooks(
     }
     const state = new RequestState(route);
     (request as StatefulRequest)[kState] = state;
-    // A declared length only describes the payload while no earlier hook (decompression) replaced it.
-    const declared = payload === request.raw ? Number(request.headers['content-length'] ?? 0) : 0;
+    // Headers only describe the payload while no earlier hook (decompression) replaced it.
+    const untouched = payload === request.raw;
+    if (untouched && hasNoBody(request)) {
+      done(null, payload);
+      return;
+    }
+    const declared = untouched ? Number(request.headers['content-length'] ?? 0) : 0;
     readPayload(payload, declared, maxBodyBytes).then((body) => {
       if (body !== undefined) {
         state.body = body;
@@ -203,4 +208,18 @@ export function pluginHooks(
     onError: idempotencyOnError,
     onSend: idempotencyOnSend,
   };
+}
+
+/**
+ * An HTTP/1 request with `Content-Length: 0`, or with neither it nor `Transfer-Encoding`, has no
+ * body (RFC 9112 §6.3); HTTP/2 frames bodies itself. Nothing to read then.
+ */
+function hasNoBody(request: FastifyRequest): boolean {
+  const declared = request.headers['content-length'];
+  if (declared === '0') return true;
+  return (
+    declared === undefined &&
+    request.headers['transfer-encoding'] === undefined &&
+    request.raw.httpVersionMajor < 2
+  );
 }

@@ -245,6 +245,31 @@ describe('idemkit/fastify: the handler and its context', () => {
     }
   });
 
+  it('a POST without a body runs once and replays', async () => {
+    const s = await serve((app, ran) => {
+      app.post('/ping', async (request) => {
+        ran('ping');
+        return { body: request.body ?? null };
+      });
+    });
+    try {
+      const key = randomUUID();
+      const send = () =>
+        fetch(`${s.url}/ping`, {
+          method: 'POST',
+          headers: { 'idempotency-key': key, authorization: 'Bearer alice' },
+          signal: AbortSignal.timeout(5_000),
+        });
+      const first = await send();
+      assert.equal(first.status, 200);
+      assert.deepEqual(await first.json(), { body: null });
+      assert.equal((await send()).headers.get('idempotent-replayed'), 'true');
+      assert.equal(s.runs('ping'), 1);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('a body over maxBodyBytes gets 413 payload-too-large before any store call', async () => {
     const s = await serve(
       (app, ran) => {
