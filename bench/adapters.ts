@@ -30,13 +30,6 @@ import {
 import { compileSources } from './lib/build.js';
 import { type Pinning, pinCores, ServerChild } from './lib/child.js';
 import {
-  connectRedis,
-  deleteKeys,
-  loopbackRedis,
-  type RedisClient,
-  sampleRedis,
-} from './lib/express-redis.js';
-import {
   bounded,
   describeOutcome,
   leastContended,
@@ -46,6 +39,7 @@ import {
   replayCheck,
 } from './lib/measure.js';
 import { summarizeProfiles } from './lib/profile.js';
+import { connectRedis, deleteKeys, loopbackRedis, type RedisClient, sampleRedis } from './lib/redis-stats.js';
 import { fmt, median, printTable } from './lib/table.js';
 import { BODY_BYTES, REPLAY_KEY } from './lib/variants.js';
 
@@ -58,6 +52,8 @@ function targetsOf(framework: Framework) {
   }
   return { memory: { ratio: undefined, extraCpuUs: 15 }, redis: { ratio: undefined, extraCpuUs: 25 } };
 }
+/** Redis server CPU per executed request (net of the paired bare run's background), µs. */
+const REDIS_SERVER_CPU_US = 10;
 /** Replays never slower than the bare handler executing. */
 const REPLAY_RATIO = 1;
 const SETTLE_MS = 300;
@@ -370,6 +366,15 @@ function report(framework: Framework, variants: readonly AdapterVariant[], resul
         perPair(v, (r, b) => r.rps / b.rps),
         (x) => x >= ratio,
         (x) => `unique keys req/s ÷ bare = ${fmt(x, 2)} (target ≥ ${ratio})`,
+      );
+    }
+    if (v.store === 'redis') {
+      line(
+        v,
+        pairsOf(v).map(netRedisUs),
+        (x) => x <= REDIS_SERVER_CPU_US,
+        (x) =>
+          `Redis server CPU per executed request ${fmt(x, 1)} µs net of background (target ≤ ${REDIS_SERVER_CPU_US} µs)`,
       );
     }
     line(

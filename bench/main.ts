@@ -5,10 +5,6 @@ const BENCHES: Record<string, { file: string; about: string }> = {
     file: './gateway.js',
     about: 'idemkit gateway (memory, SQLite, Redis) vs a bare undici proxy, unique keys and replays',
   },
-  express: {
-    file: './express.js',
-    about: 'Express 4 bare vs idemkit glued in by hand (memory, Redis), unique keys and replays, paired',
-  },
   adapters: {
     file: './adapters.js',
     about: 'every framework adapter vs its bare framework (memory, Redis), unique keys and replays, paired',

@@ -22,7 +22,7 @@ import { runRedisServerCpu } from './lib/redis-cpu.js';
  * statements (same SQL text and prepared-statement names; for Redis, plain SET NX + SET XX) in the same
  * run. Variants are interleaved round by round; the table shows medians over rounds, the ratio to
  * the raw baseline, and p50/p99 of each operation (all rounds pooled). 50 calls in flight, pg pool of
- * 10, one Redis connection, as in dependencies.md's ceilings.
+ * 10, one Redis connection.
  */
 
 const LANES = 50;
