@@ -1,5 +1,5 @@
 /**
- * The problem codes of the HTTP contract (architecture.md §2 item 13), each with its status and
+ * The problem codes of the HTTP contract, each with its status and
  * title. Callers switch on `code`; adapters and the gateway render every one the same way.
  */
 export const ProblemCode = {

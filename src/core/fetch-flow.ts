@@ -13,7 +13,7 @@ interface Engine {
 }
 
 /**
- * The whole flow for fetch-style code (architecture.md §4): read the body within the limit,
+ * The whole flow for fetch-style code: read the body within the limit,
  * decide, run the handler under the claim, persist, answer. Shared by `idemkit/fetch` and the
  * `handle()` of the engine.
  */

@@ -44,7 +44,7 @@ export function resolveSecrets(secret: string | readonly VersionedSecret[]): rea
 }
 
 /**
- * HMAC-SHA-256 fingerprints (reliability.md §4.1 item 5). A plain hash at rest would let a
+ * HMAC-SHA-256 fingerprints (docs/guarantees.md). A plain hash at rest would let a
  * reader of the store guess low-entropy fields such as a PIN offline (S7); the server secret
  * prevents that. The material is built once per request; digests for older secret versions are
  * computed only when a record made with one turns up.

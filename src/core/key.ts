@@ -1,5 +1,5 @@
 /**
- * Idempotency-Key parsing (architecture.md §2 item 1, reliability.md §4.1 item 3).
+ * Idempotency-Key parsing.
  *
  * The IETF draft makes the key an RFC 8941 sf-string (`"abc"`), but clients send bare UUIDs,
  * which the RFC 8941 token form rejects (a token cannot start with a digit). So both forms are

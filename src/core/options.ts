@@ -83,7 +83,7 @@ export interface IdempotencyOptions {
   fingerprintBody?: 'canonical' | 'raw';
   /** Response headers replayed in addition to the built-in allowlist (per route: a function). @default [] */
   replayHeaders?: PerRequest<readonly string[]>;
-  /** Overrides the store/release policy of architecture.md §2 item 8. */
+  /** Overrides the default store/release policy (`defaultClassify`: 5xx and 401, 403, 408, 409, 425, 429 released, the rest stored). */
   classify?: (response: EngineResponse, request: EngineRequest) => Disposition;
   /**
    * Run handlers inside the store's transaction (`ctx.transaction`), committed together with the

@@ -15,7 +15,7 @@ export interface EngineResponse {
 }
 
 /**
- * Headers a replay may carry (architecture.md §2 item 6). They describe the representation or
+ * Headers a replay may carry. They describe the representation or
  * the created resource, the same for every caller. Everything else, above all `set-cookie` and
  * authentication headers, belongs to the moment and the caller and is neither stored nor
  * replayed (S3).

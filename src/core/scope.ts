@@ -1,6 +1,6 @@
 import { hash } from 'node:crypto';
 
-/** The fields a record belongs to (reliability.md §2.1). Two scopes never share a record. */
+/** The fields a record belongs to (docs/guarantees.md). Two scopes never share a record. */
 export interface Scope {
   tenant: string;
   principal: string;

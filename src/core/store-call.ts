@@ -58,7 +58,7 @@ class PendingCall<T> extends Deadline {
 }
 
 /**
- * Races a store call against its own timeout (architecture.md §2 item 11). The call itself may
+ * Races a store call against its own timeout. The call itself may
  * still settle later; `onLateResult` sees that value, which the engine uses to release a claim
  * that was granted after the caller had already answered 503.
  */

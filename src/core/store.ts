@@ -182,7 +182,7 @@ export interface IdempotencyStore {
 export type Clock = () => number;
 
 /**
- * Transactional mode (architecture.md §3, PostgreSQL): the claim commits on its own; then the
+ * Transactional mode: the claim commits on its own; then the
  * handler's writes and the completion's owner-token compare-and-set commit together, so a crash
  * before COMMIT leaves neither and a stale owner's writes roll back.
  */

@@ -26,7 +26,7 @@ interface Native {
 const routeOf = (request: EngineRequest): ResolvedRoute => (request.native as Native).route;
 
 /**
- * `idemkit gateway`: a reverse proxy that gives any HTTP API the contract of architecture.md §2.
+ * `idemkit gateway`: a reverse proxy that gives any HTTP API idemkit's HTTP contract.
  * Covered requests are buffered (up to `maxBodyBytes`), claimed, forwarded once with a derived
  * `Idempotency-Key`, stored and replayed; everything else streams through untouched.
  */

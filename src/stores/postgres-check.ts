@@ -2,7 +2,7 @@ import type { Row } from './postgres-rows.js';
 import type { IsolationLevel } from './postgres-transaction.js';
 
 /*
- * Startup check of the settings transactional mode depends on (reliability.md §6 item 7, F12).
+ * Startup check of the settings transactional mode depends on (docs/guarantees.md, F12).
  * Claims bound their own lock wait (`lockTimeoutMs`), but three things are the server's:
  *   - lock_timeout: a handler statement (or the completion) waiting on a row lock the app holds
  *     elsewhere waits until the client's query timeout, holding a pool connection;

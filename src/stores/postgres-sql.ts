@@ -53,7 +53,7 @@ export function statements(name: TableName, settleChannel?: string): Statements 
     // See the lease timeline in types.ts. One statement: the upsert takes the key when the claim
     // predicate holds; otherwise `cur` hands back the row the loser saw.
     //
-    // Bounded lock wait (reliability.md F12). ON CONFLICT DO UPDATE locks the existing row even
+    // Bounded lock wait (docs/guarantees.md F12). ON CONFLICT DO UPDATE locks the existing row even
     // when the predicate is false, so it waits for any open transaction holding that row: in
     // transactional mode the owner's completion CAS holds it until COMMIT, and a partitioned host
     // can hold it for hours. `set_config('lock_timeout', $6, true)` is `SET LOCAL` evaluated in
@@ -141,7 +141,7 @@ WHERE r.key = $1 AND r.state = 'in_progress' AND r.owner_token = $2`,
   LIMIT $1 FOR UPDATE OF r SKIP LOCKED)`,
     ),
     // Fails on a missing table or column; otherwise one row with the session settings that
-    // bound an orphaned transaction (startup check, reliability.md §6 item 7).
+    // bound an orphaned transaction (startup check, docs/guarantees.md).
     probe: named(
       'probe',
       `SELECT current_setting('lock_timeout') AS lock_timeout,

@@ -6,7 +6,7 @@ import type { Statement } from './postgres-sql.js';
 import { encodeResponse } from './response-codec.js';
 
 /*
- * Transactional mode (architecture.md §3, reliability.md F1, F12). The claim has committed on its
+ * Transactional mode. The claim has committed on its
  * own; the handler then writes through one pooled connection inside BEGIN … COMMIT, and commit()
  * adds the completion's owner-token CAS to the same transaction just before COMMIT:
  *

@@ -52,7 +52,7 @@ const RECORD_COLUMNS = `key, state, fingerprint, generation, lease_until AS leas
 
 /** Every statement the store prepares, once per open. Parameters are named (`@name`). */
 export function statementSql(table: string) {
-  // Every write after the claim is a compare-and-set on the owner token (reliability.md §2.2).
+  // Every write after the claim is a compare-and-set on the owner token (docs/guarantees.md).
   const owned = `WHERE key = @key AND state = 'in_progress' AND owner_token = @token`;
   return {
     /*

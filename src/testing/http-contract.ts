@@ -23,7 +23,7 @@ export interface HttpContractOptions {
   start: (setup: { app: ReferenceApp; options: IdempotencyOptions }) => Promise<Started>;
   /** Needed for stores without their own secret (PostgreSQL, Redis). */
   secret?: string;
-  /** Key fuzz cases (reliability.md T46). @default 10_000 */
+  /** Key fuzz cases (docs/guarantees.md T46). @default 10_000 */
   fuzzRuns?: number;
 }
 
@@ -31,8 +31,7 @@ export interface HttpContractOptions {
 export const SHORT_RETENTION_MS = 2_000;
 
 /**
- * The HTTP contract (architecture.md §2; reliability.md group A T1–T8, T43, T44, T46, T49,
- * T50-sec), black-box over real sockets. Every adapter and the gateway run it unchanged.
+ * The HTTP contract, black-box over real sockets. Every adapter and the gateway run it unchanged.
  */
 export function defineHttpContract(options: HttpContractOptions): void {
   const { describe, it } = options;

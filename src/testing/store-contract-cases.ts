@@ -14,8 +14,7 @@ import {
 } from './store-contract-fixtures.js';
 
 /*
- * The example-based cases of the store contract (architecture.md §3, conventions.md §7.2,
- * reliability.md T51's idempotency4j list). Each runs on a fresh store from the harness and uses
+ * The example-based cases of the store contract. Each runs on a fresh store from the harness and uses
  * random keys; `pass(ms)` lets store time go by, with the injected clock or by polling.
  */
 

@@ -13,7 +13,7 @@ import {
 } from './store-contract-fixtures.js';
 
 /*
- * T51 (reliability.md §5.2): random sequences of store calls compared, call by call, with a
+ * T51 (docs/guarantees.md): random sequences of store calls compared, call by call, with a
  * tiny pure model of the claim predicate and the owner-token CAS in types.ts.
  */
 

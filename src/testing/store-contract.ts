@@ -63,7 +63,7 @@ export interface StoreContractOptions {
 
 /**
  * Defines the store contract suite: every promise of `IdempotencyStore` (types.ts), checked
- * against a real store, plus a model-based run (reliability.md T51). Call it at the top level
+ * against a real store, plus a model-based run (docs/guarantees.md T51). Call it at the top level
  * of a test file.
  * @example
  * import { describe, it } from 'node:test'

@@ -8,7 +8,7 @@ import { POSTGRES_URL, postgresPool, randomTable } from '../support/postgres-ser
 import { createEffectTable, payRequest, TXN_SECRET, transactionOf } from '../support/postgres-txn.js';
 
 /*
- * reliability.md T37 (F3, F12) on the real server: a TCP proxy cuts the connection right after
+ * docs/guarantees.md T37 (F3, F12) on the real server: a TCP proxy cuts the connection right after
  * every 5th COMMIT, so the client never hears the answer. Either the COMMIT reached the server
  * (it committed) or it never did (the server rolls back when the socket closes). Those clients
  * get 503 outcome-unknown; retrying with the same key then replays or runs once. Pass: the

@@ -14,7 +14,7 @@ import {
 } from '../support/postgres-txn.js';
 
 /*
- * reliability.md F12 / T35–T37 on the real server: a claim blocked on the record's row lock (held
+ * docs/guarantees.md F12 / T35–T37 on the real server: a claim blocked on the record's row lock (held
  * by an owner between its completion CAS and COMMIT) waits at most lockTimeoutMs and answers
  * in_progress (409 with Retry-After), never a 503 at the query timeout; a claim that waited
  * through the COMMIT decides from the committed row, never from its older snapshot.

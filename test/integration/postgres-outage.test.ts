@@ -9,7 +9,7 @@ import { POSTGRES_URL, postgresPool, randomTable } from '../support/postgres-ser
 import { eventually } from '../support/redis-postgres-cases.js';
 
 /*
- * reliability.md F3 / T19 (subset) on PostgreSQL: the store reaches the server through a TCP proxy
+ * docs/guarantees.md F3 / T19 (subset) on PostgreSQL: the store reaches the server through a TCP proxy
  * that the test cuts (connections reset and refused, or a black hole that drops every byte). Every
  * call must reject with StoreUnavailableError within the timeout (bound: < 3 s), nothing hangs,
  * and calls succeed again after the proxy heals. The pool is configured as postgresStore's docs

@@ -15,7 +15,7 @@ import {
 } from '../support/postgres-txn.js';
 
 /*
- * The PostgreSQL startup check (reliability.md §6 item 7, F12): a missing schema is
+ * The PostgreSQL startup check (docs/guarantees.md, F12): a missing schema is
  * StoreMisconfiguredError; lock_timeout or idle_in_transaction_session_timeout left at 0 is
  * warned about once, and only when the store is used transactionally. The settings are set per
  * connection through the pool's `options`, never on the shared server.

@@ -16,7 +16,7 @@ import { spawnTxnChild, type TxnChild } from '../support/postgres-txn-process.js
 import { eventually } from '../support/redis-postgres-cases.js';
 
 /*
- * Transactional mode against real process deaths (reliability.md F1, F12; T14 pg-txn, T24): a
+ * Transactional mode against real process deaths (docs/guarantees.md F1, F12; T14 pg-txn, T24): a
  * child process runs the first attempt and is frozen or killed -9 at a crash point. The effect
  * table is the ledger of applied effects; it must end with exactly one row per key.
  */

@@ -8,7 +8,7 @@ import { request, response } from '../support/engine-helpers.js';
 import { postgresPool, randomTable } from '../support/postgres-service.js';
 
 /*
- * Transactional mode on the real server (reliability.md F1, F12): the handler's writes through
+ * Transactional mode on the real server (docs/guarantees.md F1, F12): the handler's writes through
  * ctx.transaction commit together with the stored result, or not at all.
  */
 

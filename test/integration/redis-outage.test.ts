@@ -9,7 +9,7 @@ import { type PrivateRedis, startPrivateRedis } from '../support/redis-server.js
 import { ioredisClient, nodeRedisClient } from '../support/redis-service.js';
 
 /*
- * reliability.md F3 / T19 (subset): a private Redis is killed mid-test. Every store call must
+ * docs/guarantees.md F3 / T19 (subset): a private Redis is killed mid-test. Every store call must
  * reject with StoreUnavailableError within the store's timeout (bound here: < 3 s), nothing hangs,
  * and calls succeed again once Redis is back. The clients keep their default options (offline
  * queue on), the worst case: queued claims run on reconnect, and the store must give them back.

@@ -6,7 +6,7 @@ import { type PrivateRedis, startPrivateRedis } from '../support/redis-server.js
 import { ioredisClient } from '../support/redis-service.js';
 
 /*
- * reliability.md T21 (measured part) and the issue's documented data-loss case: Redis keeps
+ * docs/guarantees.md T21 (measured part) and the issue's documented data-loss case: Redis keeps
  * records in memory, so what survives a restart depends on its persistence settings, not on
  * idemkit. A lost completed record means a retry runs the handler again. The counts are printed.
  *   no persistence (the shared test server's setup) + restart   → every record is lost

@@ -9,7 +9,7 @@ import { StoreUnavailableError } from '../../src/core/errors.js';
 import { sqliteStore } from '../../src/stores/sqlite.js';
 
 /*
- * T38-style race (reliability.md F13): several processes claim the same keys in one SQLite file.
+ * T38-style race (docs/guarantees.md F13): several processes claim the same keys in one SQLite file.
  * This file is also the child program: forked with IDEMKIT_SQLITE_CHILD set, it registers no
  * tests and runs the worker below.
  */
@@ -52,7 +52,7 @@ function shuffled(count: number): number[] {
 }
 
 /**
- * The negative control: the check-then-insert race of field-guide.md (read, then write in a
+ * The negative control: the check-then-insert race several npm idempotency libraries have (read, then write in a
  * separate step), which the atomic upsert exists to prevent. Never in src.
  */
 function brokenClaimer(path: string): (key: string, token: string) => Promise<boolean> {

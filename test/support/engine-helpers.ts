@@ -24,7 +24,7 @@ export function manualClock(start = 1_700_000_000_000) {
 
 /**
  * Wraps a real store so a test can make its calls fail or hang on demand: the store-error
- * injector reliability.md §5.1 asks for on stores without a network hop. Test-only.
+ * injector for stores without a network hop (the store faults of docs/guarantees.md). Test-only.
  */
 export function faultyStore(store: IdempotencyStore) {
   const faults = new Map<string, 'throw' | 'hang'>();

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { PostgresPool, PostgresQueryConfig } from '../../src/stores/postgres.js';
 
 /*
- * A test hook for transactional mode, outside src (reliability.md §6 item 9): a pool whose
+ * A test hook for transactional mode, outside src (docs/guarantees.md): a pool whose
  * transaction connections hold the first COMMIT until the test opens the gate. While it is held,
  * the owner's completion CAS has run and its row lock is taken: the window of F12 / T24.
  */

@@ -1,13 +1,13 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 
 /*
- * A small TCP proxy in front of PostgreSQL (or anything), which a test can cut: the fault proxy of
- * reliability.md §5.1, reduced to what the outage tests need.
+ * A small TCP proxy in front of PostgreSQL (or anything), which a test can cut: the network faults
+ * of docs/guarantees.md, reduced to what the outage tests need.
  *   refuse    : existing connections are reset, new ones are accepted and reset at once
  *   blackhole : connections stay open but nothing passes either way (a partition)
  * heal() lets traffic through again; connections that lived through a black hole are reset then,
  * because bytes were dropped mid-stream and their protocol state is lost.
- * loseReply(pattern, every) is reliability.md §5.1's "drop the reply to the next client message
+ * loseReply(pattern, every) is "drop the reply to the next client message
  * matching a pattern" (COMMIT, for T37): every `every`-th matching client message is delivered
  * ('delivered': the upstream socket is ended after it, so the server still runs it) or not
  * ('never-sent'), and the client's socket is reset: the client cannot know which.

@@ -5,7 +5,7 @@ import { postgresPool } from './postgres-service.js';
 import { payRequest, TXN_SECRET, transactionOf } from './postgres-txn.js';
 
 /*
- * A server process in transactional mode that the crash tests kill (reliability.md T14 pg-txn,
+ * A server process in transactional mode that the crash tests kill (docs/guarantees.md T14 pg-txn,
  * T24). It runs one keyed request whose handler inserts an effect row through ctx.transaction and
  * then stops at the crash point, printing one line, and waits there to be killed:
  *   beforeCommit: the completion CAS has run, COMMIT is held (the record row is locked)

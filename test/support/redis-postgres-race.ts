@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { IdempotencyStore } from '../../src/stores/types.js';
 
 /*
- * The multi-process claim race (reliability.md T9/T10 at store level): N processes claim the same
+ * The multi-process claim race (docs/guarantees.md T9/T10 at store level): N processes claim the same
  * list of keys, each in its own shuffled order with 50 calls in flight. Exactly-once means every
  * key is acquired by exactly one process, and no call fails.
  */

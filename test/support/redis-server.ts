@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 
 /*
  * Private redis-server instances on spare loopback ports, for tests that need their own setup
- * (outages, restarts, eviction policy, Cluster). reliability.md §5.0: the shared server on 6379 is
+ * (outages, restarts, eviction policy, Cluster). docs/guarantees.md: the shared server on 6379 is
  * never reconfigured; these are started in a temp dir and stopped by PID.
  */
 
