@@ -1,6 +1,6 @@
 import type { OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { ExecuteDecision } from '../core/execution.js';
-import type { EngineResponse } from '../core/response.js';
+import { type EngineResponse, isNullBodyStatus } from '../core/response.js';
 import { clearHeaders, sendEngineResponse } from './node-http.js';
 
 type Callback = (error?: Error | null) => void;
@@ -212,12 +212,23 @@ export class ResponseCapture {
   private async commitWhole(done: Callback | undefined): Promise<void> {
     this.state = 'done';
     try {
-      const result = await this.decision.commit(this.captured(false));
+      const captured = this.captured(false);
+      const result = await this.decision.commit(captured);
       this.restore();
       const res = this.res;
       if (res.destroyed) return;
-      clearHeaders(res);
-      sendEngineResponse(res, result.response);
+      const answer = result.response;
+      if (answer.body === captured.body && answer.status === captured.status) {
+        // The handler's own answer (the engine only marked it): its headers are still on `res`,
+        // so add the marker and send, instead of clearing and setting every header again.
+        res.setHeader('idempotent-replayed', 'false');
+        if (!isNullBodyStatus(answer.status) && !res.hasHeader('transfer-encoding'))
+          res.setHeader('content-length', answer.body.byteLength);
+        res.end(answer.body);
+      } else {
+        clearHeaders(res);
+        sendEngineResponse(res, answer);
+      }
       if (done) res.once('finish', () => done());
     } catch (error) {
       this.restore();
