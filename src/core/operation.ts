@@ -100,7 +100,9 @@ export async function runOperation<T>(
         throw new TypeError('idemkit: the result of run() must be JSON-serialisable', { cause: error });
       }
       const outcome = await decision.commit(response);
-      if (outcome.disposition === 'store') return result;
+      // Kept, or (a custom classify()) released or held: fn succeeded either way. Any other
+      // status is idemkit's problem answer: the lease was lost, or the transaction failed.
+      if (outcome.response.status === response.status && outcome.disposition !== 'lease-lost') return result;
       throw errorFor(
         outcome.disposition === 'unknown' ? 'outcome-unknown' : problemCode(outcome.response),
         call,

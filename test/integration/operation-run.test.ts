@@ -258,3 +258,24 @@ describe('idem.run() shares the engine with HTTP without sharing records', () =>
     await idem.close();
   });
 });
+
+describe('idem.run() and per-request engine options', () => {
+  it("a classify() that releases operations: fn's result still reaches the caller, and the next call runs again", async () => {
+    const [memory] = stores as [(typeof stores)[number]];
+    const seen: string[] = [];
+    const idem = createIdempotency({
+      store: await memory.make(),
+      secret: OPERATION_SECRET,
+      ...quiet,
+      classify: (_response, request) => {
+        seen.push(`${request.method} ${request.path}`);
+        return request.method === 'OPERATION' ? 'release' : 'store';
+      },
+    });
+    let runs = 0;
+    assert.equal(await idem.run({ operation: 'refresh', key: 'k' }, () => ++runs), 1);
+    assert.equal(await idem.run({ operation: 'refresh', key: 'k' }, () => ++runs), 2);
+    assert.deepEqual(seen, ['OPERATION refresh', 'OPERATION refresh']);
+    await idem.close();
+  });
+});
