@@ -1,4 +1,5 @@
 import { ConfigError } from './config-error.js';
+import { type DynamoDBTarget, parseDynamoDBUrl } from './store-url-dynamodb.js';
 import { parseSize } from './units.js';
 
 /** Where `--store` points, parsed without loading any driver (config validation uses it too). */
@@ -12,7 +13,8 @@ export type StoreTarget =
       nodes: { host: string; port: number }[];
       auth: RedisAuth;
       client: RedisClientChoice;
-    };
+    }
+  | DynamoDBTarget;
 
 /** `memory:?maxEntries=…&maxBytes=64MiB&maxEntriesPerPrincipal=…`; absent ones keep the store's defaults. */
 export interface MemoryLimits {
@@ -30,7 +32,7 @@ export interface RedisAuth {
 
 export const DEFAULT_SQLITE_PATH = './.idemkit/idemkit.db';
 const EXAMPLES =
-  'use sqlite:./path.db, memory:, postgres://user@host/db, redis://host:6379 or redis-cluster://host:port,host:port';
+  'use sqlite:./path.db, memory:, postgres://user@host/db, redis://host:6379, redis-cluster://host:port,host:port or dynamodb://TABLE?region=…';
 
 export function parseStoreUrl(url: string, source = '--store'): StoreTarget {
   const fail = (what: string): never => {
@@ -66,6 +68,8 @@ export function parseStoreUrl(url: string, source = '--store'): StoreTarget {
     }
     case 'redis-cluster':
       return parseCluster(url, fail);
+    case 'dynamodb':
+      return parseDynamoDBUrl(url, fail);
     default:
       return fail(`"${redactUrl(url)}" is not a store URL; ${EXAMPLES}`);
   }

@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import type { IdempotencyStore } from '../core/store.js';
 import { ConfigError } from './config-error.js';
 import { defaultImport, exportsOf, type ImportModule, loadDriver } from './store-url-drivers.js';
+import { openDynamoDB } from './store-url-dynamodb.js';
 import { parseStoreUrl, redactUrl, type StoreTarget } from './store-url-parse.js';
 import { openRedis } from './store-url-redis.js';
 import type { GatewayLogger } from './types.js';
@@ -36,18 +37,18 @@ export interface OpenedStore {
   target: StoreTarget;
   /** The URL without its password, for logs. */
   description: string;
-  /** PostgreSQL only: creates the schema (`idemkit migrate`). */
+  /** PostgreSQL and DynamoDB: creates the schema or table (`idemkit migrate`). */
   migrate?: () => Promise<void>;
   /** Closes the store, then the connection this function made (it is ours, not the user's). */
   close(): Promise<void>;
 }
 
 const SILENT: GatewayLogger = { info() {}, warn() {}, error() {}, debug() {} };
-const SHARED = new Set(['postgres', 'redis', 'redis-cluster']);
+const SHARED = new Set(['postgres', 'redis', 'redis-cluster', 'dynamodb']);
 
 /**
  * Opens the store a `--store` URL names: `sqlite:./path.db` (the default file), `memory:`,
- * `postgres://…`, `redis://…`, `redis-cluster://h:p,h:p`. Drivers load lazily, so only the one
+ * `postgres://…`, `redis://…`, `redis-cluster://h:p,h:p`, `dynamodb://TABLE?region=…`. Drivers load lazily, so only the one
  * the URL needs has to be installed.
  */
 export async function openStore(url: string, options: OpenStoreOptions = {}): Promise<OpenedStore> {
@@ -135,6 +136,8 @@ async function openTarget(target: StoreTarget, context: OpenContext): Promise<Op
         disconnect: client.disconnect,
       };
     }
+    case 'dynamodb':
+      return openDynamoDB(target, context);
   }
 }
 
