@@ -10,6 +10,10 @@ const BENCHES: Record<string, { file: string; about: string }> = {
     about: 'every framework adapter vs its bare framework (memory, Redis), unique keys and replays, paired',
   },
   stores: { file: './stores.js', about: 'claims per second per store' },
+  dynamodb: {
+    file: './dynamodb.js',
+    about: 'claim + complete pairs per second, dynamodbStore vs the raw SDK sending the same commands',
+  },
   core: { file: './core.js', about: 'the engine alone in process (begin/commit, replays), no HTTP' },
   rss: { file: './memory-rss.js', about: 'RSS while 1,000,000 unique keys pass through the memory store' },
 };
