@@ -56,8 +56,15 @@ export async function raceKeys(
   return { acquired, errors: shown, ms: Math.round(performance.now() - started) };
 }
 
-/** Starts one `node --import tsx <worker> …args` per entry and collects their JSON lines. */
-export async function runWorkers(worker: string, argsPerWorker: string[][]): Promise<RaceResult[]> {
+/**
+ * Starts one `node --import tsx <worker> …args` per entry and collects their JSON lines; a worker
+ * still running after `timeoutMs` is killed.
+ */
+export async function runWorkers(
+  worker: string,
+  argsPerWorker: string[][],
+  timeoutMs = 120_000,
+): Promise<RaceResult[]> {
   const file = fileURLToPath(new URL(worker, import.meta.url));
   return Promise.all(
     argsPerWorker.map(
@@ -74,7 +81,7 @@ export async function runWorkers(worker: string, argsPerWorker: string[][]): Pro
           child.stderr.on('data', (d: Buffer) => {
             err += d;
           });
-          const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+          const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
           child.on('close', (code) => {
             clearTimeout(timer);
             if (code !== 0)
