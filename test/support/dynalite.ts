@@ -33,6 +33,10 @@ export interface InProcessDynalite {
 /** dynalite in this process, in memory, on a free loopback port. */
 export async function startDynalite(): Promise<InProcessDynalite> {
   const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  // Node closes a keep-alive socket idle for 5 s, racing a client that reuses it just then
+  // (ECONNRESET on a request that never arrived). Tests send with maxAttempts 1, so the sockets
+  // stay open until close(); the SDK's retries cover that race in production.
+  server.keepAliveTimeout = 0;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
