@@ -7,7 +7,7 @@ import { DEFAULT_SQLITE_PATH, parseStoreUrl } from '../gateway/store-url-parse.j
 
 export const STORE_HELP =
   `sqlite:./path.db (default sqlite:${DEFAULT_SQLITE_PATH}), memory:, postgres://…, redis://…, ` +
-  'redis-cluster://host:port,host:port; env IDEMKIT_STORE';
+  'redis-cluster://host:port,host:port, dynamodb://TABLE?region=…; env IDEMKIT_STORE';
 
 export const storeOption = (): Option => new Option('--store <url>', STORE_HELP);
 
