@@ -9,7 +9,7 @@ import type { EngineRequest } from './request.js';
 import { BYPASS, type EngineRuntime, reject } from './runtime.js';
 import { DigestMemo } from './scope.js';
 import type { ClaimResult, StoredRecord } from './store.js';
-import { withTimeout } from './store-call.js';
+import { storeCall } from './store-call.js';
 import { ownerToken } from './token.js';
 import type { Waiter } from './waiters.js';
 
@@ -42,7 +42,9 @@ export async function admitAndClaim(rt: EngineRuntime, c: Claimant, waitMs: numb
   }
   let known: readonly VersionedSecret[];
   try {
-    known = await rt.secrets.get();
+    // Usually an array already (configured, or read once): no await, so no extra microtask.
+    const secrets = rt.secrets.get();
+    known = Array.isArray(secrets) ? secrets : await secrets;
   } catch (error) {
     rt.emit({ type: 'store-error', key: c.key, operation: 'secret', error });
     return reject(rt, 'store-unavailable', 'the request was not run; retry with the same key');
@@ -58,7 +60,8 @@ export async function admitAndClaim(rt: EngineRuntime, c: Claimant, waitMs: numb
  * again (wait mode, until `waitMs`), else 409 in-progress.
  */
 export async function claimAndDecide(rt: EngineRuntime, c: Claimant, waitMs: number): Promise<Decision> {
-  const deadline = monotonicNow() + waitMs;
+  // Read the clock only when a duplicate has to wait: most claims are decided at once.
+  let deadline = Number.NaN;
   let waiter: Waiter | undefined;
   try {
     for (;;) {
@@ -71,7 +74,7 @@ export async function claimAndDecide(rt: EngineRuntime, c: Claimant, waitMs: num
       }
       if (result.outcome === 'acquired') {
         if (result.takeover) rt.emit({ type: 'takeover', key: c.key, generation: result.generation });
-        return await startClaimed(rt, c, token, result.generation);
+        return startClaimed(rt, c, token, result.generation);
       }
       if (!matches(c, result.record)) {
         rt.emit({ type: 'mismatch', key: c.key });
@@ -79,6 +82,7 @@ export async function claimAndDecide(rt: EngineRuntime, c: Claimant, waitMs: num
       }
       if (result.outcome === 'completed') return completed(rt, c.key, result.record);
       if (samePrintUnderOldSecret(c, result.record)) continue;
+      if (Number.isNaN(deadline)) deadline = monotonicNow() + waitMs;
       const remaining = deadline - monotonicNow();
       waiter ??= remaining > 0 ? rt.waits.enter(c.key) : undefined;
       if (remaining <= 0 || !waiter) {
@@ -103,7 +107,8 @@ function claim(rt: EngineRuntime, c: Claimant, token: string): Promise<ClaimResu
     retentionMs: c.retentionMs,
     partition: partitionOf(c.slot),
   };
-  return withTimeout(
+  return storeCall(
+    store,
     'claim',
     () => store.claim(request),
     rt.options.storeTimeoutMs,

@@ -9,7 +9,7 @@ import type { EngineRequest } from './request.js';
 import { type EngineResponse, markOriginal, toStoredResponse } from './response.js';
 import { downstreamKeyFor } from './scope.js';
 import type { IdempotencyStore, StoreTransaction } from './store.js';
-import { withTimeout } from './store-call.js';
+import { storeCall, withTimeout } from './store-call.js';
 
 export type { CommitResult, ExecuteDecision, HandlerContext } from './decision.js';
 
@@ -262,7 +262,7 @@ class Execution extends Deadline {
     const call = () => store.complete({ key, token, response: stored, retentionMs });
     for (let attempt = 1; attempt <= COMPLETE_ATTEMPTS; attempt++) {
       try {
-        if (!(await withTimeout('complete', call, options.storeTimeoutMs))) {
+        if (!(await storeCall(store, 'complete', call, options.storeTimeoutMs))) {
           this.emit({ type: 'lease-lost', key, generation: this.p.generation });
           return leaseLostResult();
         }

@@ -164,8 +164,10 @@ function hmacSha256(p: Pads, head: string, kind: string, body: string | Uint8Arr
     scratch.set(body, end);
     end += body.byteLength;
   }
-  const inner = hash('sha256', scratch.subarray(0, end), 'buffer');
-  // The outer pad buffer has room for the inner digest after its 64 bytes; also synchronous.
-  inner.copy(p.outer, BLOCK);
+  // The inner digest comes back as a 'binary' (latin1) string, one char per byte, and is written into the
+  // outer pad's tail (room for it after its 64 bytes; also synchronous): asking for a Buffer
+  // instead costs a Buffer allocation per request, more than the hash itself.
+  const inner = hash('sha256', new Uint8Array(scratch.buffer, scratch.byteOffset, end), 'binary');
+  p.outer.write(inner, BLOCK, 'binary');
   return hash('sha256', p.outer, 'base64url');
 }

@@ -83,3 +83,35 @@ export function withTimeout<T>(
     );
   });
 }
+
+/**
+ * Marks a store whose calls are answered from this process's memory with no I/O (the memory
+ * store): such a call cannot hang, so racing it against `storeTimeoutMs` only costs a promise,
+ * a deadline and two callbacks per call. The mark is a non-enumerable symbol, so a decorator
+ * built by spreading the store (`{ ...memoryStore(), claim: slowClaim }`) does not inherit it
+ * and keeps the timeout race its own calls may need.
+ */
+const IN_PROCESS = Symbol('idemkit.inProcessStore');
+
+export function markInProcess<T extends object>(store: T): T {
+  Object.defineProperty(store, IN_PROCESS, { value: true });
+  return store;
+}
+
+/** A store call on the request path: raced against its timeout unless the store is in-process. */
+export function storeCall<T>(
+  store: object,
+  operation: string,
+  call: () => Promise<T>,
+  timeoutMs: number,
+  onLateResult?: (value: T) => void,
+): Promise<T> {
+  if ((store as { [IN_PROCESS]?: boolean })[IN_PROCESS] !== true) {
+    return withTimeout(operation, call, timeoutMs, onLateResult);
+  }
+  try {
+    return call();
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}

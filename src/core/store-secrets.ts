@@ -9,17 +9,23 @@ export class StoreSecrets {
   private readonly configured: readonly VersionedSecret[] | undefined;
   private readonly store: IdempotencyStore;
   private loading: Promise<readonly VersionedSecret[]> | undefined;
+  /** The store's secret once read: later requests get it without awaiting a promise again. */
+  private loaded: readonly VersionedSecret[] | undefined;
 
   constructor(configured: readonly VersionedSecret[] | undefined, store: IdempotencyStore) {
     this.configured = configured;
     this.store = store;
   }
 
-  /** The secrets, newest version first; synchronous when configured. */
+  /** The secrets, newest version first; synchronous when configured or once read. */
   get(): readonly VersionedSecret[] | Promise<readonly VersionedSecret[]> {
     if (this.configured) return this.configured;
+    if (this.loaded) return this.loaded;
     this.loading ??= (this.store.defaultSecret as () => Promise<string>)().then(
-      (key) => Object.freeze([{ version: 0, key }]),
+      (key) => {
+        this.loaded = Object.freeze([{ version: 0, key }]);
+        return this.loaded;
+      },
       (error: unknown) => {
         this.loading = undefined;
         throw error;

@@ -15,6 +15,7 @@ import {
   type StoredRecord,
   type StoredResponse,
 } from '../core/store.js';
+import { markInProcess } from '../core/store-call.js';
 
 export interface MemoryStoreOptions {
   /**
@@ -306,7 +307,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
     return record.view;
   }
 
-  return {
+  // In-process: its calls cannot hang, so the engine skips their timeout race (store-call.ts).
+  return markInProcess({
     name: 'memory',
 
     async claim(request: ClaimRequest): Promise<ClaimResult> {
@@ -428,7 +430,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
       partitions.clear();
       usedBytes = 0;
     },
-  };
+  });
 }
 
 const EMPTY = new Uint8Array(0);

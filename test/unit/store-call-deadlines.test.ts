@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { createIdempotency } from '../../src/core/engine.js';
 import { StoreUnavailableError } from '../../src/core/errors.js';
+import type { IdempotencyStore } from '../../src/core/store.js';
 import { withTimeout } from '../../src/core/store-call.js';
+import { memoryStore } from '../../src/stores/memory.js';
 
 const never = () => new Promise<never>(() => {});
 
@@ -52,5 +55,24 @@ describe('store-call timeouts (one shared timer)', () => {
       ),
       /sync/,
     );
+  });
+
+  it('the memory store skips the race, but a decorator spread from it keeps it: its hanging claim still gets 503', async () => {
+    const quiet = { onWarning() {} };
+    // A spread copies own enumerable properties only: the in-process mark must not come along,
+    // or this decorator's claim (which never answers) would hang the request forever.
+    const store: IdempotencyStore = { ...memoryStore(quiet), claim: never };
+    const idem = createIdempotency({ store, storeTimeoutMs: 100, ...quiet });
+    const started = performance.now();
+    const d = await idem.begin({
+      method: 'POST',
+      path: '/charges',
+      headers: { 'idempotency-key': 'k1', authorization: 'Bearer a' },
+      body: new Uint8Array(0),
+    });
+    assert.equal(d.kind, 'reject');
+    assert.equal(d.kind === 'reject' && d.code, 'store-unavailable');
+    assert.ok(performance.now() - started < 2_000);
+    await idem.close();
   });
 });
