@@ -95,7 +95,8 @@ class Execution extends Deadline {
     this.emit = p.options.onEvent ?? ignore;
     this.beatMs = Math.max(1, Math.floor(p.leaseMs / 3));
     heartbeats.add(this, this.beatMs);
-    this.emit({ type: 'execute', key: p.key, generation: p.generation });
+    // No event object at all when nobody listens: this runs for every executed request.
+    if (p.options.onEvent) this.emit({ type: 'execute', key: p.key, generation: p.generation });
   }
 
   context(): HandlerContext {

@@ -23,8 +23,13 @@ const BARE_FORBIDDEN = /["\\,;]/;
  */
 export function parseIdempotencyKey(values: readonly string[], minKeyLength = 1): KeyParseResult {
   if (values.length !== 1) return { ok: false, reason: 'more than one Idempotency-Key field line' };
+  const value = values[0] as string;
+  // The usual key (a UUID, a bare token) is checked in one pass with no regex and no copy.
+  if (value.length >= minKeyLength && value.length <= MAX_KEY_LENGTH && isPlainBareKey(value)) {
+    return { ok: true, key: value };
+  }
   // RFC 9110 field values have optional surrounding whitespace (SP and HTAB only).
-  const raw = (values[0] as string).replace(/^[ \t]+|[ \t]+$/g, '');
+  const raw = value.replace(/^[ \t]+|[ \t]+$/g, '');
   if (raw.length === 0) return { ok: false, reason: 'the key is empty' };
 
   const unquoted = raw.startsWith('"') ? parseSfString(raw) : parseBare(raw);
@@ -70,4 +75,14 @@ function parseSfString(raw: string): KeyParseResult {
     }
   }
   return { ok: false, reason: 'the quoted key has no closing quote' };
+}
+
+/** Printable ASCII 0x21–0x7E without `"`, `\\`, `,` or `;`: a bare key that needs no further work. */
+function isPlainBareKey(value: string): boolean {
+  if (value.length === 0) return false;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0x21 || c > 0x7e || c === 0x22 || c === 0x5c || c === 0x2c || c === 0x3b) return false;
+  }
+  return true;
 }

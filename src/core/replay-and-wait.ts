@@ -25,7 +25,7 @@ export function completed(rt: EngineRuntime, key: string, record: StoredRecord):
       'the first attempt completed, but its result was too large to keep',
     );
   }
-  rt.emit({ type: 'replay', key, status: record.response.status });
+  if (rt.options.onEvent) rt.emit({ type: 'replay', key, status: record.response.status });
   return { kind: 'replay', key, response: toReplay(record.response) };
 }
 
