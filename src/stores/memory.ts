@@ -105,6 +105,9 @@ class MemoryRecord {
   /** The response's optional fields; undefined when the stored response had none. */
   bodyOmitted: boolean | undefined = undefined;
   bodySha256: string | undefined = undefined;
+  /** Neighbours in its partition's list, oldest write first (see Partition). */
+  partPrev: MemoryRecord | undefined = undefined;
+  partNext: MemoryRecord | undefined = undefined;
 
   constructor(request: ClaimRequest, generation: number, at: number) {
     this.key = request.key;
@@ -120,9 +123,16 @@ class MemoryRecord {
   }
 }
 
+/**
+ * A partition's records as a list threaded through the records themselves, oldest write first
+ * (the order the store's Map keeps), for a targeted sweep. A list rather than a Set of keys:
+ * linking a record in and out costs a few pointer writes, where a Set as large as the store
+ * would hash every key again on each claim and completion.
+ */
 interface Partition {
-  /** Its keys, oldest write first (the order the store's Map keeps), for a targeted sweep. */
-  keys: Set<string>;
+  head: MemoryRecord | undefined;
+  tail: MemoryRecord | undefined;
+  size: number;
   bytes: number;
 }
 
@@ -171,10 +181,15 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
     if (record.partition === undefined) return;
     let partition = partitions.get(record.partition);
     if (!partition) {
-      partition = { keys: new Set(), bytes: 0 };
+      partition = { head: undefined, tail: undefined, size: 0, bytes: 0 };
       partitions.set(record.partition, partition);
     }
-    partition.keys.add(record.key);
+    record.partPrev = partition.tail;
+    record.partNext = undefined;
+    if (partition.tail) partition.tail.partNext = record;
+    else partition.head = record;
+    partition.tail = record;
+    partition.size++;
     partition.bytes += record.bytes;
   }
 
@@ -184,9 +199,15 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
     usedBytes -= record.bytes;
     if (record.partition === undefined) return;
     const partition = partitions.get(record.partition) as Partition;
-    partition.keys.delete(record.key);
+    if (record.partPrev) record.partPrev.partNext = record.partNext;
+    else partition.head = record.partNext;
+    if (record.partNext) record.partNext.partPrev = record.partPrev;
+    else partition.tail = record.partPrev;
+    record.partPrev = undefined;
+    record.partNext = undefined;
+    partition.size--;
     partition.bytes -= record.bytes;
-    if (partition.keys.size === 0) partitions.delete(record.partition);
+    if (partition.size === 0) partitions.delete(record.partition);
   }
 
   /** Applies a write that changes the record's state, size or position in the sweep order. */
@@ -206,18 +227,17 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   }
 
   function sweepPartition(name: string, count: number, at: number): void {
-    const keys = partitions.get(name)?.keys;
-    if (!keys) return;
-    let seen = 0;
-    for (const key of keys) {
-      if (seen++ >= count) return;
-      const record = records.get(key) as MemoryRecord;
+    let record = partitions.get(name)?.head;
+    for (let seen = 0; record && seen < count; seen++) {
+      // Read the next one first: remove() unlinks this record (and may drop the partition).
+      const next: MemoryRecord | undefined = record.partNext;
       if (record.expiresAt <= at) remove(record);
+      record = next;
     }
   }
 
   function recordsOf(name: string): number {
-    return partitions.get(name)?.keys.size ?? 0;
+    return partitions.get(name)?.size ?? 0;
   }
 
   /**
