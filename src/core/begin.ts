@@ -5,7 +5,7 @@ import { findKey } from './key-carriers.js';
 import { waitMsOf } from './options.js';
 import { type EngineRequest, headerValue } from './request.js';
 import { BYPASS, type EngineRuntime, reject } from './runtime.js';
-import { hashCredential, scopeHash } from './scope.js';
+import { hashCredential, scopeHash, slotOf } from './scope.js';
 
 const EMPTY = new Uint8Array(0);
 
@@ -40,7 +40,7 @@ export async function beginRequest(rt: EngineRuntime, request: EngineRequest): P
   // Counted, so an operator sees how much traffic shares the one anonymous scope.
   if (principal === '') rt.emit({ type: 'anonymous', key });
 
-  const slot = `${tenant.length}:${tenant}${principal}`;
+  const slot = slotOf(tenant, principal);
   if (rt.inFlight.running(slot) >= options.maxInFlightPerPrincipal) {
     return reject(
       rt,

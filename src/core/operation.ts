@@ -18,7 +18,7 @@ import { waitMsOf } from './options.js';
 import type { EngineRequest } from './request.js';
 import type { EngineResponse } from './response.js';
 import { type EngineRuntime, reject } from './runtime.js';
-import { downstreamKeyFor, operationScopeHash } from './scope.js';
+import { downstreamKeyFor, operationScopeHash, slotOf } from './scope.js';
 
 /** An operation call: what `idem.run()` de-duplicates, outside HTTP (consumers, agent tools). */
 export interface OperationCall {
@@ -133,7 +133,7 @@ function decide(rt: EngineRuntime, call: OperationCall): Promise<Decision> | Dec
     native: call,
   };
   const scopeKey = operationScopeHash({ tenant, principal, operation, key });
-  const slot = `${tenant.length}:${tenant}${principal}`;
+  const slot = slotOf(tenant, principal);
   if (rt.inFlight.running(slot) >= options.maxInFlightPerPrincipal) {
     return reject(rt, 'capacity', `at most ${options.maxInFlightPerPrincipal} operations may run at once`);
   }

@@ -91,3 +91,15 @@ export function hashCredential(value: string | undefined): string {
   if (!value) return '';
   return credentialHashes.get(value);
 }
+
+const untenantedSlots = new DigestMemo((principal) => `0:${principal}`);
+
+/**
+ * A caller's in-flight slot: tenant + principal, length-prefixed so no two splits meet. Without
+ * a tenant (the usual case) the same string object comes back for the same principal, so the
+ * maps keyed by it (in-flight counts, store partitions) reuse its cached hash instead of
+ * flattening and hashing a fresh concatenation on every request.
+ */
+export function slotOf(tenant: string, principal: string): string {
+  return tenant === '' ? untenantedSlots.get(principal) : `${tenant.length}:${tenant}${principal}`;
+}
