@@ -6,6 +6,7 @@ import { defineDemo } from './demo.js';
 import { defineGateway } from './gateway.js';
 import { defineInspect } from './inspect.js';
 import { defineMigrate } from './migrate.js';
+import { defineOpenApi } from './openapi.js';
 import { definePurge } from './purge.js';
 
 /*
@@ -31,6 +32,7 @@ function createProgram(): Command {
   defineInspect(program);
   definePurge(program);
   defineMigrate(program);
+  defineOpenApi(program);
   program.addHelpText(
     'after',
     '\nStart with `idemkit demo`: it shows duplicate charges without idemkit and none with it.\nRun `idemkit <command> --help` for each command.',
