@@ -27,6 +27,10 @@ const FLAGS: Readonly<Record<string, [string, string]>> = {
   jwtAudience: ['<aud>', 'the JWT must name this audience'],
   jwtHeader: ['<name>', 'header that carries the JWT, Bearer or bare (default authorization)'],
   allowAnonymous: ['', 'run keyed requests without a principal in ONE shared scope (default: 401)'],
+  otel: [
+    '',
+    'also report spans and metrics through OpenTelemetry (preload an SDK; see docs/opentelemetry.md)',
+  ],
   tenantHeader: ['<name>', 'header that names the tenant (default: none)'],
   keyBodyField: ['<field>', 'also take the key from this top-level JSON body field (AIP-155 request_id)'],
   keyQueryParam: ['<name>', 'also take the key from this query parameter (EC2-style ClientToken)'],

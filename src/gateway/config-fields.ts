@@ -65,6 +65,7 @@ export const FIELDS: readonly Field[] = [
   { key: 'jwtAudience', flag: 'jwtAudience', kind: 'text' },
   { key: 'jwtHeader', flag: 'jwtHeader', kind: 'header' },
   { key: 'allowAnonymous', flag: 'allowAnonymous', kind: 'boolean' },
+  { key: 'otel', flag: 'otel', kind: 'boolean' },
   { key: 'tenantHeader', flag: 'tenantHeader', kind: 'header' },
   { key: 'keyBodyField', flag: 'keyBodyField', kind: 'bodyField' },
   { key: 'keyQueryParam', flag: 'keyQueryParam', kind: 'queryParam' },

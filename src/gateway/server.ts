@@ -7,6 +7,7 @@ import { problemResponse } from '../core/problem.js';
 import { type EngineRequest, headerValue } from '../core/request.js';
 import type { EngineResponse } from '../core/response.js';
 import { type AdminEndpoints, type AdminListener, startAdminListener } from './admin.js';
+import { ConfigError } from './config-error.js';
 import { createGatewayServer, listen } from './listener.js';
 import { createGatewayMetrics } from './metrics.js';
 import { normalizeTarget } from './path.js';
@@ -43,43 +44,47 @@ export async function startGateway({
   const matchRoute = createRouteMatcher(config);
   const upstream = createUpstream(config.upstream, config.upstreamTimeoutMs, config.trustedProxies);
   const upstreamAnswers = upstreamClassifier();
-  const engineWithoutRefusals = createIdempotency({
-    ...(config.secret === undefined ? {} : { secret: config.secret }),
-    methods: coveredMethods(config),
-    required: (req) => routeOf(req).required,
-    principal: (_native, req) => principal.resolve(req, routeOf(req).principalHeader),
-    ...(config.tenantHeader === undefined
-      ? {}
-      : {
-          tenant: (_native: unknown, req: EngineRequest) =>
-            headerValue(req.headers, config.tenantHeader as string),
-        }),
-    requirePrincipal: !config.allowAnonymous,
-    keyFrom: {
-      ...(config.keyBodyField === undefined ? {} : { bodyField: config.keyBodyField }),
-      ...(config.keyQueryParam === undefined ? {} : { queryParam: config.keyQueryParam }),
-    },
-    leaseMs: (req) => routeOf(req).leaseMs,
-    retentionMs: (req) => routeOf(req).retentionMs,
-    wait: (req) => routeOf(req).waitMs,
-    maxBodyBytes: config.maxBodyBytes,
-    maxStoredBytes: config.maxStoredBytes,
-    storeTimeoutMs: config.storeTimeoutMs,
-    replayHeaders: (req) => routeOf(req).replayHeaders,
-    classify: (response, req) => upstreamAnswers.classify(response, routeOf(req).upstreamDedupes),
-    onWarning: (message) => logger.warn({}, message),
-    ...overrides,
-    store: metrics.timed(overrides.store ?? store),
-    onEvent(event) {
-      metrics.observe(event);
-      onEvent?.(event);
-      overrides.onEvent?.(event);
-      if (event.type === 'store-error' || event.type === 'lease-lost' || event.type === 'non-durable') {
-        const { error, ...rest } = event as { error?: unknown };
-        logger.warn({ ...rest, error: error instanceof Error ? error.message : undefined }, event.type);
-      }
-    },
-  });
+  const otel = config.otel ? await loadOpenTelemetry() : undefined;
+  const timedStore = metrics.timed(overrides.store ?? store);
+  const engineWithoutRefusals = (otel?.instrumentEngine ?? noInstrumentation)(
+    createIdempotency({
+      ...(config.secret === undefined ? {} : { secret: config.secret }),
+      methods: coveredMethods(config),
+      required: (req) => routeOf(req).required,
+      principal: (_native, req) => principal.resolve(req, routeOf(req).principalHeader),
+      ...(config.tenantHeader === undefined
+        ? {}
+        : {
+            tenant: (_native: unknown, req: EngineRequest) =>
+              headerValue(req.headers, config.tenantHeader as string),
+          }),
+      requirePrincipal: !config.allowAnonymous,
+      keyFrom: {
+        ...(config.keyBodyField === undefined ? {} : { bodyField: config.keyBodyField }),
+        ...(config.keyQueryParam === undefined ? {} : { queryParam: config.keyQueryParam }),
+      },
+      leaseMs: (req) => routeOf(req).leaseMs,
+      retentionMs: (req) => routeOf(req).retentionMs,
+      wait: (req) => routeOf(req).waitMs,
+      maxBodyBytes: config.maxBodyBytes,
+      maxStoredBytes: config.maxStoredBytes,
+      storeTimeoutMs: config.storeTimeoutMs,
+      replayHeaders: (req) => routeOf(req).replayHeaders,
+      classify: (response, req) => upstreamAnswers.classify(response, routeOf(req).upstreamDedupes),
+      onWarning: (message) => logger.warn({}, message),
+      ...overrides,
+      store: otel ? otel.instrumentStore(timedStore) : timedStore,
+      onEvent(event) {
+        metrics.observe(event);
+        onEvent?.(event);
+        overrides.onEvent?.(event);
+        if (event.type === 'store-error' || event.type === 'lease-lost' || event.type === 'non-durable') {
+          const { error, ...rest } = event as { error?: unknown };
+          logger.warn({ ...rest, error: error instanceof Error ? error.message : undefined }, event.type);
+        }
+      },
+    }),
+  );
   // A credential that is present but unusable (a token that does not verify) is refused, never anonymous.
   const engine = refusingUnusableCredentials(engineWithoutRefusals, (rejected) =>
     logger.debug({ code: rejected.code, reason: rejected.reason }, 'credential refused'),
@@ -268,4 +273,17 @@ export async function startGateway({
       await upstream.close();
     },
   };
+}
+
+const noInstrumentation = <T>(engine: T): T => engine;
+
+/** `idemkit/otel`, loaded only with `otel: true`, so the gateway needs `@opentelemetry/api` only then. */
+async function loadOpenTelemetry(): Promise<typeof import('../otel/index.js')> {
+  try {
+    return await import('../otel/index.js');
+  } catch (error) {
+    throw new ConfigError(
+      `--otel needs the @opentelemetry/api package (npm install @opentelemetry/api, plus an SDK to export): ${(error as Error).message}`,
+    );
+  }
 }

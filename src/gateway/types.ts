@@ -71,6 +71,12 @@ export interface GatewayConfig {
   tenantHeader?: string;
   /** Run keyed requests without a principal in one shared anonymous scope instead of answering 401. */
   allowAnonymous: boolean;
+  /**
+   * OpenTelemetry: a span per keyed request, child spans for store calls, and counters, through
+   * `@opentelemetry/api` and whatever SDK the process registered (OTLP exporters configured by
+   * the standard OTEL_* variables). The Prometheus endpoint stays. @default false
+   */
+  otel: boolean;
   /** AIP-155 carrier: a top-level JSON body field holding the key when the header is absent. */
   keyBodyField?: string;
   /** EC2-style carrier: a query parameter holding the key when the header is absent. */
@@ -109,6 +115,7 @@ export const GATEWAY_DEFAULTS = Object.freeze({
   store: 'sqlite:./.idemkit/idemkit.db',
   principalHeader: 'authorization',
   allowAnonymous: false,
+  otel: false,
   leaseMs: DEFAULTS.leaseMs,
   retentionMs: DEFAULTS.retentionMs,
   waitMs: 0,
