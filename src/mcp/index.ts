@@ -9,6 +9,7 @@ export {
   idempotentTools,
   type KeyedToolHandler,
   type McpServerLike,
+  mcpAuthPrincipal,
   type RegisterOptions,
   type ToolCallExtra,
   type ToolConfig,

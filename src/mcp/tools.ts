@@ -2,7 +2,7 @@ import type { HandlerContext } from '../core/decision.js';
 import type { Idempotency } from '../core/engine.js';
 import { IdempotencyConfigError } from '../core/errors.js';
 import { parseIdempotencyKey } from '../core/key.js';
-import { META, toolError, toolErrorOf } from './errors.js';
+import { META, type ToolErrorCode, toolError, toolErrorOf } from './errors.js';
 import { type InputSchema, withKeyArgument } from './schema.js';
 
 /** What the SDK hands a tool callback besides its arguments (the subset read here). */
@@ -52,8 +52,10 @@ export interface IdempotentToolsOptions {
   /** The engine (`createIdempotency({ store, … })`): its store, leases and retention. */
   idem: Idempotency;
   /**
-   * Who calls. Default: the MCP auth info's `clientId`. Never the session id: a retry after a
-   * reconnect comes in a new session and must still find the first call's result.
+   * Who calls. Default: {@link mcpAuthPrincipal} (the MCP auth info's client id and token
+   * subject). When given, it alone decides (`undefined` or `''`: no principal). Never the
+   * session id: a retry after a reconnect comes in a new session and must still find the first
+   * call's result.
    */
   principal?: (extra: ToolCallExtra) => string | undefined | Promise<string | undefined>;
   /** Keys without a principal share one scope for every caller: only when you ask. @default false */
@@ -67,7 +69,11 @@ export interface IdempotentToolsOptions {
 }
 
 export interface RegisterOptions {
-  /** `false` registers the tool as it is (no key, no record). Default: keyed unless `annotations.readOnlyHint`. */
+  /**
+   * `false` registers the tool un-keyed (no key, no record; its handler gets `{}` as args when
+   * it has no input schema, and a `ctx` whose `downstreamKey()` throws). Default: keyed unless
+   * `annotations.readOnlyHint`.
+   */
   keyed?: boolean;
 }
 
@@ -120,7 +126,7 @@ export function idempotentTools(server: McpServerLike, options: IdempotentToolsO
     keyed,
     register(name, config, handler, registerOptions = {}) {
       const isKeyed = registerOptions.keyed ?? config.annotations?.readOnlyHint !== true;
-      if (!isKeyed) return register(name, config, handler);
+      if (!isKeyed) return register(name, config, passThrough(name, config, handler));
       const listed: ToolConfig = {
         ...config,
         inputSchema: withKeyArgument(name, config.inputSchema, keyArgument),
@@ -129,8 +135,15 @@ export function idempotentTools(server: McpServerLike, options: IdempotentToolsO
         _meta: { ...config._meta, [META.keyed]: { keyArgument } },
       };
       keyed.push(name);
+      const structuredErrors = config.outputSchema === undefined;
       return register(name, listed, (args: Record<string, unknown> | undefined, extra: ToolCallExtra) =>
-        callKeyed(name, args ?? {}, extra, handler as KeyedToolHandler<Record<string, unknown>>),
+        callKeyed(
+          name,
+          args ?? {},
+          extra,
+          handler as KeyedToolHandler<Record<string, unknown>>,
+          structuredErrors,
+        ),
       );
     },
   };
@@ -140,11 +153,14 @@ export function idempotentTools(server: McpServerLike, options: IdempotentToolsO
     args: Record<string, unknown>,
     extra: ToolCallExtra,
     handler: KeyedToolHandler<Record<string, unknown>>,
+    structured: boolean,
   ): Promise<ToolResult> {
+    const refuse = (code: ToolErrorCode, message: string) => toolError(code, message, undefined, structured);
     const { [keyArgument]: fromArgs, ...params } = args;
+    // The argument wins over `_meta`: it is what the model chose for this action.
     const raw = fromArgs ?? extra._meta?.[META.key] ?? extra._meta?.[BARE_META_KEY];
     if (raw === undefined || raw === null || raw === '') {
-      return toolError(
+      return refuse(
         'idempotency_key_required',
         `${tool} changes things, so it takes ${keyArgument}: a new UUID for each intended action, sent again unchanged when retrying that action`,
       );
@@ -152,11 +168,11 @@ export function idempotentTools(server: McpServerLike, options: IdempotentToolsO
     const parsed = typeof raw === 'string' ? parseIdempotencyKey([raw]) : undefined;
     if (!parsed?.ok) {
       const reason = parsed ? parsed.reason : 'the key must be a string';
-      return toolError('idempotency_key_invalid', `${keyArgument}: ${reason}`);
+      return refuse('idempotency_key_invalid', `${keyArgument}: ${reason}`);
     }
-    const principal = (await options.principal?.(extra)) ?? defaultPrincipal(extra);
+    const principal = options.principal ? await options.principal(extra) : mcpAuthPrincipal(extra);
     if (!principal && !options.allowAnonymous) {
-      return toolError(
+      return refuse(
         'idempotency_principal_required',
         'this server keys tool calls per caller and could not tell who calls (no MCP auth info)',
       );
@@ -187,14 +203,48 @@ export function idempotentTools(server: McpServerLike, options: IdempotentToolsO
     } catch (error) {
       // The tool's own failure passes through (the SDK answers it as an error result); only
       // idemkit's refusals become the coded errors an agent can act on.
-      const refusal = thrownByTool ? undefined : toolErrorOf(error);
+      const refusal = thrownByTool ? undefined : toolErrorOf(error, structured);
       if (refusal) return refusal;
       throw error;
     }
   }
 }
 
-function defaultPrincipal(extra: ToolCallExtra): string | undefined {
-  const clientId = extra.authInfo?.clientId;
-  return clientId ? `mcp-client:${clientId}` : undefined;
+/**
+ * The default principal: the MCP auth info's `clientId`, with the token's subject
+ * (`authInfo.extra.sub`, where a token verifier puts it) when there is one, so two users of one
+ * OAuth client never share keys. `undefined` without auth info. Compose it in a `principal()`
+ * option to add to it.
+ */
+export function mcpAuthPrincipal(extra: ToolCallExtra): string | undefined {
+  const auth = extra.authInfo;
+  const clientId = typeof auth?.clientId === 'string' ? auth.clientId : '';
+  const sub = auth?.extra?.sub;
+  const subject = typeof sub === 'string' ? sub : '';
+  if (!clientId && !subject) return undefined;
+  // JSON keeps the two parts apart: no client id can pass for another client's id + subject.
+  return `mcp:${JSON.stringify(subject ? [clientId, subject] : [clientId])}`;
+}
+
+/** An un-keyed tool: the handler's signature holds (args always an object, a ctx without a key). */
+function passThrough(
+  tool: string,
+  config: ToolConfig,
+  handler: KeyedToolHandler<never>,
+): (...callArgs: unknown[]) => unknown {
+  const call = handler as KeyedToolHandler<Record<string, unknown>>;
+  const ctx = (extra: ToolCallExtra): HandlerContext => ({
+    signal: extra.signal ?? new AbortController().signal,
+    fencingToken: 0,
+    downstreamKey() {
+      throw new IdempotencyConfigError(`tool ${tool} is not keyed: it has no downstream key`);
+    },
+    effectsStarted() {},
+  });
+  // The SDK calls a tool without an input schema as (extra), one with a schema as (args, extra).
+  if (config.inputSchema === undefined) {
+    return (extra) => call({}, extra as ToolCallExtra, ctx(extra as ToolCallExtra));
+  }
+  return (args, extra) =>
+    call((args ?? {}) as Record<string, unknown>, extra as ToolCallExtra, ctx(extra as ToolCallExtra));
 }
