@@ -150,7 +150,7 @@ describe(`Idempotency-Key fuzz (seed ${SEED})`, () => {
       fc.asyncProperty(fc.oneof(keyText, latin1), fc.nat(), async (key, n) => {
         // Bytes as written (latin1). Control bytes and DEL never reach idemkit: node's HTTP parser
         // answers them with its own bare 400 (the in-process cases above cover them).
-        if (/[\x00-\x08\x0a-\x1f\x7f]/.test(key)) return;
+        if ([...key].some((ch) => (ch < ' ' && ch !== '\t') || ch === '\x7f')) return;
         const before = spy.calls();
         const res = await rawRequest(server.url, {
           method: 'POST',
