@@ -1,12 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { startGateway } from '../../src/gateway/server.js';
-import { GATEWAY_DEFAULTS } from '../../src/gateway/types.js';
-import { memoryStore } from '../../src/index.js';
-import { serveFetch } from '../../src/testing/serve-fetch.js';
+import { gatewayInFrontOfStub } from '../support/gateway-start.js';
 
 const run = promisify(execFile);
 const RULES = 'deploy/prometheus/idemkit-alerts.yml';
@@ -66,22 +63,7 @@ describe('deploy/: the Grafana dashboard and the Prometheus alerts', () => {
 
   before(async () => {
     // A real gateway in front of a real upstream; one keyed request makes the store histogram appear.
-    const upstream = await serveFetch(() => new Response('{"ok":true}', { status: 201 }));
-    const gateway = await startGateway({
-      config: {
-        ...GATEWAY_DEFAULTS,
-        upstream: upstream.url,
-        port: 0,
-        adminPort: 0,
-        routes: [],
-        replayHeaders: [],
-      },
-      store: memoryStore({ onWarning() {} }),
-    });
-    after(async () => {
-      await gateway.close();
-      await upstream.close();
-    });
+    const gateway = await gatewayInFrontOfStub();
     const headers = {
       'idempotency-key': 'k-1',
       authorization: 'Bearer ops',

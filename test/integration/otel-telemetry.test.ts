@@ -15,12 +15,11 @@ import {
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { withIdempotency } from '../../src/adapters/fetch.js';
-import { startGateway } from '../../src/gateway/server.js';
-import { GATEWAY_DEFAULTS } from '../../src/gateway/types.js';
 import { createIdempotency, type IdempotencyStore, memoryStore } from '../../src/index.js';
 import { createInstrumentedIdempotency, instrumentEngine, instrumentStore } from '../../src/otel/index.js';
 import { serveFetch } from '../../src/testing/serve-fetch.js';
 import { faultyStore } from '../support/engine-helpers.js';
+import { gatewayInFrontOfStub } from '../support/gateway-start.js';
 
 const quiet = { onWarning() {} };
 const spans = new InMemorySpanExporter();
@@ -192,23 +191,7 @@ describe('idemkit/otel with the OpenTelemetry SDK in-memory exporters', () => {
     spans.reset();
     trace.setGlobalTracerProvider(tracerProvider);
     after(() => trace.disable());
-    const upstream = await serveFetch(() => new Response('{"id":1}', { status: 201 }));
-    const gateway = await startGateway({
-      config: {
-        ...GATEWAY_DEFAULTS,
-        upstream: upstream.url,
-        port: 0,
-        adminPort: 0,
-        routes: [],
-        replayHeaders: [],
-        otel: true,
-      },
-      store: memoryStore(quiet),
-    });
-    after(async () => {
-      await gateway.close();
-      await upstream.close();
-    });
+    const gateway = await gatewayInFrontOfStub({ otel: true });
     assert.equal((await post(gateway.url, 'gw-otel')).status, 201);
     assert.equal((await post(gateway.url, 'gw-otel')).headers.get('idempotent-replayed'), 'true');
     assert.deepEqual(

@@ -1,5 +1,7 @@
+import { after } from 'node:test';
 import { startGateway } from '../../src/gateway/server.js';
-import { GATEWAY_DEFAULTS } from '../../src/gateway/types.js';
+import { GATEWAY_DEFAULTS, type GatewayConfig } from '../../src/gateway/types.js';
+import { memoryStore } from '../../src/index.js';
 import type { HttpContractOptions } from '../../src/testing/index.js';
 import { serveFetch } from '../../src/testing/serve-fetch.js';
 
@@ -28,4 +30,29 @@ export function gatewayStart(secret?: string): HttpContractOptions['start'] {
       },
     };
   };
+}
+
+/**
+ * A gateway on loopback in front of a one-line upstream that answers 201 JSON, with the memory
+ * store; closed when the calling test (or file) ends.
+ */
+export async function gatewayInFrontOfStub(config: Partial<GatewayConfig> = {}) {
+  const upstream = await serveFetch(() => new Response('{"id":1}', { status: 201 }));
+  const gateway = await startGateway({
+    config: {
+      ...GATEWAY_DEFAULTS,
+      upstream: upstream.url,
+      port: 0,
+      adminPort: 0,
+      routes: [],
+      replayHeaders: [],
+      ...config,
+    },
+    store: memoryStore({ onWarning() {} }),
+  });
+  after(async () => {
+    await gateway.close();
+    await upstream.close();
+  });
+  return gateway;
 }
