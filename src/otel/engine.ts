@@ -1,9 +1,18 @@
 import { type Context, context, type Span, SpanStatusCode, trace } from '@opentelemetry/api';
-import type { CommitResult, Decision, ExecuteDecision } from '../core/decision.js';
+import type { CommitResult, Decision, ExecuteDecision, HandlerContext } from '../core/decision.js';
 import type { Idempotency } from '../core/engine.js';
-import { handleFetch } from '../core/fetch-flow.js';
+import { isIdempotencyError } from '../core/errors.js';
+import { type FetchHandler, handleFetch } from '../core/fetch-flow.js';
+import type { OperationCall, OperationFn } from '../core/operation.js';
 import type { EngineRequest } from '../core/request.js';
-import { ATTR, METRIC_EXECUTIONS, METRIC_REQUESTS, type Outcome, SPAN_REQUEST } from './names.js';
+import {
+  ATTR,
+  METRIC_EXECUTIONS,
+  METRIC_REQUESTS,
+  type Outcome,
+  REQUEST_SPAN,
+  SPAN_REQUEST,
+} from './names.js';
 import { type TelemetryOptions, telemetryOf } from './telemetry.js';
 
 const CONFLICTS = new Set(['in-progress', 'lease-lost', 'outcome-uncertain', 'result-unavailable']);
@@ -30,7 +39,7 @@ export function instrumentEngine(engine: Idempotency, options: TelemetryOptions 
       { attributes: { [ATTR.method]: request.method.toUpperCase(), [ATTR.path]: request.path } },
       parent,
     );
-    const ctx = trace.setSpan(parent, span);
+    const ctx = trace.setSpan(parent, span).setValue(REQUEST_SPAN, span);
     return context
       .with(ctx, () => engine.begin(request))
       .then(
@@ -53,19 +62,18 @@ export function instrumentEngine(engine: Idempotency, options: TelemetryOptions 
     span.setAttribute(ATTR.keyHash, 'key' in decision ? decision.key : '');
     if (decision.kind !== 'execute') {
       if (decision.kind === 'reject') span.setAttribute(ATTR.problem, decision.code);
-      span.setAttribute(ATTR.status, decision.response.status);
+      answered(span, decision.response.status, decision.kind === 'reject' ? decision.code : undefined);
       span.end();
       return decision;
     }
+    handlerContexts.set(decision.ctx, ctx);
     // Persisting runs inside the request's context too: its store calls are children of the span.
-    const finish = (run: () => Promise<CommitResult>) =>
-      context.with(ctx, run).then(
+    const finish = (write: () => Promise<CommitResult>) =>
+      context.with(ctx, write).then(
         (result) => {
           executions.add(1, { [ATTR.disposition]: result.disposition });
-          span.setAttributes({
-            [ATTR.disposition]: result.disposition,
-            [ATTR.status]: result.response.status,
-          });
+          span.setAttribute(ATTR.disposition, result.disposition);
+          answered(span, result.response.status, undefined);
           span.end();
           return result;
         },
@@ -84,11 +92,71 @@ export function instrumentEngine(engine: Idempotency, options: TelemetryOptions 
     return execute;
   }
 
+  /**
+   * The context of each running execution's request span, by its handler ctx: the fetch flow
+   * runs the handler inside it, so the handler's own spans (database, HTTP client) are children
+   * of the request span. Weak: an execution that ends takes its entry with it.
+   */
+  const handlerContexts = new WeakMap<HandlerContext, Context>();
+  const insideRequestSpan =
+    (handler: FetchHandler): FetchHandler =>
+    (request, ctx) => {
+      const within = ctx === undefined ? undefined : handlerContexts.get(ctx);
+      return within === undefined ? handler(request, ctx) : context.with(within, () => handler(request, ctx));
+    };
+
+  /**
+   * `idem.run()` (consumers, MCP tools) as one request span around the whole call, `fn`
+   * included. The engine keeps its decision inside, so the outcome is read from what happened:
+   * `fn` ran (execute; a fail-open run gets the detached ctx, fencing token 0), or it did not
+   * (a replay when the call returned, else the code of the IdempotencyError it threw).
+   */
+  function run<T>(call: OperationCall, fn: OperationFn<T>): Promise<T> {
+    const parent = context.active();
+    const span = t.tracer.startSpan(
+      SPAN_REQUEST,
+      { attributes: { [ATTR.operation]: call.operation } },
+      parent,
+    );
+    const ctx = trace.setSpan(parent, span).setValue(REQUEST_SPAN, span);
+    let ran: Outcome | undefined;
+    const observed: OperationFn<T> = (handlerCtx) => {
+      ran = handlerCtx.fencingToken === 0 ? 'bypass' : 'execute';
+      return fn(handlerCtx);
+    };
+    const end = (outcome: Outcome) => {
+      span.setAttribute(ATTR.outcome, outcome);
+      requests.add(1, { [ATTR.outcome]: outcome });
+      span.end();
+    };
+    return context
+      .with(ctx, () => engine.run(call, observed))
+      .then(
+        (result) => {
+          end(ran ?? 'replay');
+          return result;
+        },
+        (error: unknown) => {
+          if (ran === undefined && isIdempotencyError(error)) {
+            span.setAttribute(ATTR.problem, error.code);
+            answered(span, error.status, error.code);
+            end(outcomeOfCode(error.code));
+          } else {
+            span.recordException(error instanceof Error ? error : String(error));
+            span.setStatus({ code: SpanStatusCode.ERROR });
+            span.setAttribute(ATTR.errorType, error instanceof Error ? error.name : 'error');
+            end(ran ?? 'reject');
+          }
+          throw error;
+        },
+      );
+  }
+
   const instrumented: Idempotency = {
     begin: (request) => begin(request),
-    run: (call, fn) => engine.run(call, fn),
-    // The whole fetch flow inside the request span: the handler's own spans become its children.
-    handle: (request, handler, native) => handleFetch(instrumented, request, handler, native),
+    run,
+    handle: (request, handler, native) =>
+      handleFetch(instrumented, request, insideRequestSpan(handler), native),
     storeHealthy: () => engine.storeHealthy(),
     options: engine.options,
     close: () => engine.close(),
@@ -97,9 +165,20 @@ export function instrumentEngine(engine: Idempotency, options: TelemetryOptions 
 }
 
 function outcomeOf(decision: Decision): Outcome {
-  if (decision.kind !== 'reject') return decision.kind;
-  if (decision.code === 'key-reused') return 'mismatch';
-  return CONFLICTS.has(decision.code) ? 'conflict' : 'reject';
+  return decision.kind === 'reject' ? outcomeOfCode(decision.code) : decision.kind;
+}
+
+function outcomeOfCode(code: string): Outcome {
+  if (code === 'key-reused') return 'mismatch';
+  return CONFLICTS.has(code) ? 'conflict' : 'reject';
+}
+
+/** The status the caller gets; a 5xx marks the span as an error (as HTTP server spans do). */
+function answered(span: Span, status: number, code: string | undefined): void {
+  span.setAttribute(ATTR.status, status);
+  if (status < 500) return;
+  span.setStatus({ code: SpanStatusCode.ERROR });
+  span.setAttribute(ATTR.errorType, code ?? String(status));
 }
 
 function fail(span: Span, error: unknown): void {

@@ -1,3 +1,5 @@
+import { createContextKey } from '@opentelemetry/api';
+
 /** Span, metric and attribute names idemkit reports through OpenTelemetry (docs/opentelemetry.md). */
 export const SPAN_REQUEST = 'idemkit.request';
 export const spanStore = (operation: string) => `idemkit.store ${operation}`;
@@ -14,6 +16,8 @@ export const ATTR = {
   disposition: 'idemkit.disposition',
   storeOperation: 'idemkit.store.operation',
   storeName: 'idemkit.store.name',
+  /** For `idem.run()` calls: the operation name (its `path`). */
+  operation: 'idemkit.operation',
   method: 'http.request.method',
   path: 'url.path',
   status: 'http.response.status_code',
@@ -22,3 +26,9 @@ export const ATTR = {
 
 /** What idemkit decided for a keyed (or uncovered) request. */
 export type Outcome = 'execute' | 'replay' | 'conflict' | 'mismatch' | 'reject' | 'bypass';
+
+/**
+ * Marks the context of an `idemkit.request` span, so the store decorator can tell that span
+ * (and give it the key hash a claim carries) from any other active span, e.g. an HTTP server's.
+ */
+export const REQUEST_SPAN = createContextKey('idemkit.request');

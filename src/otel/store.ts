@@ -1,6 +1,6 @@
-import { context, SpanStatusCode } from '@opentelemetry/api';
-import type { IdempotencyStore } from '../core/store.js';
-import { ATTR, METRIC_STORE_DURATION, spanStore } from './names.js';
+import { type Context, context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import type { ClaimResult, IdempotencyStore } from '../core/store.js';
+import { ATTR, METRIC_STORE_DURATION, REQUEST_SPAN, spanStore } from './names.js';
 import { type TelemetryOptions, telemetryOf } from './telemetry.js';
 
 /** The store contract's calls; everything else (check, close, transactions…) passes through. */
@@ -15,10 +15,21 @@ const TIMED = new Set([
   'sweep',
 ]);
 
+/** Writes that end an owner's hold on a key: after their answer the owner token means nothing. */
+const FINAL = new Set(['complete', 'release', 'markUncertain']);
+
+/** How many owner tokens are remembered at most (an execution whose final write failed stays). */
+const MAX_OWNERS = 10_000;
+
 /**
  * The store with a child span per call (`idemkit.store claim` …, under the active request span)
  * and the `idemkit.store.operation.duration` histogram (seconds; `error.type` on failures).
  * A Proxy, so optional parts of the store (transactions, settle notifications) stay as they are.
+ *
+ * Calls made under an acquired claim carry its owner token (heartbeat, complete, release,
+ * markUncertain), and their parent is the context the claim was made in. Not the active
+ * context: the engine beats every execution's heartbeat from one shared timer, which runs in
+ * whatever context started it, i.e. some other request's.
  */
 export function instrumentStore<S extends IdempotencyStore>(store: S, options: TelemetryOptions = {}): S {
   const t = telemetryOf(options);
@@ -26,6 +37,7 @@ export function instrumentStore<S extends IdempotencyStore>(store: S, options: T
     description: 'Duration of idemkit store calls',
     unit: 's',
   });
+  const owners = new Map<string, Context>();
   const wrapped = new Map<PropertyKey, unknown>();
   return new Proxy(store, {
     get(target, property, receiver) {
@@ -43,7 +55,13 @@ export function instrumentStore<S extends IdempotencyStore>(store: S, options: T
   function timed(operation: string, call: (...args: unknown[]) => Promise<unknown>) {
     const attributes = { [ATTR.storeOperation]: operation, [ATTR.storeName]: store.name };
     return (...args: unknown[]): Promise<unknown> => {
-      const span = t.tracer.startSpan(spanStore(operation), { attributes }, context.active());
+      const { key, token } = identify(args[0]);
+      const parent = (token === undefined ? undefined : owners.get(token)) ?? context.active();
+      const span = t.tracer.startSpan(spanStore(operation), { kind: SpanKind.CLIENT, attributes }, parent);
+      if (key !== undefined) {
+        span.setAttribute(ATTR.keyHash, key);
+        if (operation === 'claim') requestSpanOf(parent)?.setAttribute(ATTR.keyHash, key);
+      }
       const started = performance.now();
       const done = (error?: unknown) => {
         const errorType = error === undefined ? undefined : error instanceof Error ? error.name : 'error';
@@ -59,13 +77,15 @@ export function instrumentStore<S extends IdempotencyStore>(store: S, options: T
       };
       let pending: Promise<unknown>;
       try {
-        pending = call.apply(store, args);
+        // Inside the store span: a driver's own instrumentation (pg, ioredis) nests under it.
+        pending = context.with(trace.setSpan(parent, span), () => call.apply(store, args));
       } catch (error) {
         done(error);
         return Promise.reject(error);
       }
       return pending.then(
         (value) => {
+          if (token !== undefined) follow(operation, token, value, parent, span);
           done();
           return value;
         },
@@ -76,4 +96,40 @@ export function instrumentStore<S extends IdempotencyStore>(store: S, options: T
       );
     };
   }
+
+  /** Keeps (or forgets) the context an owner token's later calls belong to. */
+  function follow(operation: string, token: string, value: unknown, parent: Context, span: Span): void {
+    if (operation === 'claim') {
+      const result = value as ClaimResult;
+      span.setAttribute('idemkit.claim.outcome', result.outcome);
+      if (result.outcome !== 'acquired') return;
+      if (owners.size >= MAX_OWNERS) owners.delete(owners.keys().next().value as string);
+      owners.set(token, parent);
+    } else if (FINAL.has(operation) || value === false) {
+      // Written, released, or no longer the owner (a heartbeat or write refused: lease lost).
+      owners.delete(token);
+    }
+  }
+}
+
+/**
+ * The store key and owner token of a call, from its first argument: a request object for the
+ * writes, the key itself for `get` and `delete`. The key is already a hash of the scope.
+ */
+function identify(first: unknown): { key?: string; token?: string } {
+  if (typeof first === 'string') return { key: first };
+  if (typeof first !== 'object' || first === null) return {};
+  const { key, token } = first as { key?: unknown; token?: unknown };
+  return {
+    ...(typeof key === 'string' ? { key } : {}),
+    ...(typeof token === 'string' ? { token } : {}),
+  };
+}
+
+/**
+ * The request span a store call was made for, when it is idemkit's own (not, say, an HTTP
+ * server span): a claim tells it the key hash, which `idem.run()` cannot know beforehand.
+ */
+function requestSpanOf(parent: Context): Span | undefined {
+  return parent.getValue(REQUEST_SPAN) as Span | undefined;
 }
