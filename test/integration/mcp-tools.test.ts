@@ -8,7 +8,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import * as z3 from 'zod/v3';
 import { createIdempotency, type IdempotencyStore, memoryStore } from '../../src/index.js';
-import { idempotentTools } from '../../src/mcp/index.js';
+import { idempotentTools, mcpAuthPrincipal } from '../../src/mcp/index.js';
 import { sqliteStore } from '../../src/stores/sqlite.js';
 import { callWithRetries, idemkitError, inMemoryPair } from '../support/mcp-harness.js';
 
@@ -312,5 +312,234 @@ describe('idemkit/mcp over the in-memory transport', () => {
       assert.equal(again._meta?.['io.idemkit/replayed'], true);
     }
     assert.equal(runs, 2);
+  });
+
+  it('a tool that throws after ctx.effectsStarted() holds the key: the retry gets idempotency_outcome_uncertain, not a second run', async () => {
+    let calls = 0;
+    const pair = await inMemoryPair((server) => {
+      const tools = idempotentTools(server, {
+        idem: createIdempotency({ store: memoryStore(quiet), ...quiet }),
+        principal: asAgent('a'),
+      });
+      tools.register('send_email', { inputSchema: { to: z.string() } }, async (_args, _extra, ctx) => {
+        calls++;
+        ctx.effectsStarted();
+        throw new Error('connection reset after the SMTP DATA command');
+      });
+    });
+    after(() => pair.close());
+    const args = { to: 'a@example.com', idempotencyKey: 'e-uncertain' };
+    const failed = await pair.client.callTool({ name: 'send_email', arguments: args });
+    assert.equal(failed.isError, true);
+    assert.equal(idemkitError(failed), undefined, 'the first caller sees the tool own error');
+    const retried = await pair.client.callTool({ name: 'send_email', arguments: args });
+    assert.equal(idemkitError(retried)?.error, 'idempotency_outcome_uncertain');
+    assert.deepEqual(
+      (retried.structuredContent as { error?: string } | undefined)?.error,
+      'idempotency_outcome_uncertain',
+    );
+    assert.equal(calls, 1);
+  });
+
+  it('a returned isError result is the tool answer: stored and replayed, not run again', async () => {
+    let calls = 0;
+    const pair = await inMemoryPair((server) => {
+      const tools = idempotentTools(server, {
+        idem: createIdempotency({ store: memoryStore(quiet), ...quiet }),
+        principal: asAgent('a'),
+      });
+      tools.register('create_payment', { inputSchema: { amount: z.number() } }, async () => {
+        calls++;
+        return { isError: true, content: [{ type: 'text', text: 'card declined' }] };
+      });
+    });
+    after(() => pair.close());
+    const args = { amount: 5, idempotencyKey: 'declined-1' };
+    const first = await pair.client.callTool({ name: 'create_payment', arguments: args });
+    const again = await pair.client.callTool({ name: 'create_payment', arguments: args });
+    assert.equal(calls, 1);
+    assert.equal(again.isError, true);
+    assert.deepEqual(again.content, first.content);
+    assert.equal(again._meta?.['io.idemkit/replayed'], true);
+  });
+
+  it('with wait, a concurrent duplicate waits for the first call and gets its result (one effect)', async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let calls = 0;
+    const pair = await inMemoryPair((server) => {
+      const tools = idempotentTools(server, {
+        idem: createIdempotency({ store: memoryStore(quiet), ...quiet }),
+        principal: asAgent('a'),
+        wait: 3_000,
+      });
+      tools.register(
+        'create_payment',
+        { inputSchema: { amount: z.number() } },
+        async ({ amount }: { amount: number }) => {
+          calls++;
+          await gate;
+          return { content: [{ type: 'text', text: `charged ${amount}` }] };
+        },
+      );
+    });
+    after(() => pair.close());
+    const args = { amount: 9, idempotencyKey: 'waited' };
+    const first = pair.client.callTool({ name: 'create_payment', arguments: args });
+    await new Promise((r) => setTimeout(r, 50));
+    const duplicate = pair.client.callTool({ name: 'create_payment', arguments: args });
+    await new Promise((r) => setTimeout(r, 50));
+    release();
+    const [a, b] = await Promise.all([first, duplicate]);
+    assert.equal(calls, 1);
+    assert.deepEqual(b.content, a.content);
+    assert.equal(b._meta?.['io.idemkit/replayed'], true);
+  });
+
+  it('a result too large to keep runs once; its retry gets idempotency_result_unavailable', async () => {
+    let calls = 0;
+    const pair = await inMemoryPair((server) => {
+      const tools = idempotentTools(server, {
+        idem: createIdempotency({ store: memoryStore(quiet), maxStoredBytes: 64, ...quiet }),
+        principal: asAgent('a'),
+      });
+      tools.register(
+        'export_report',
+        { inputSchema: { rows: z.number() } },
+        async ({ rows }: { rows: number }) => {
+          calls++;
+          return { content: [{ type: 'text', text: 'x'.repeat(rows) }] };
+        },
+      );
+    });
+    after(() => pair.close());
+    const args = { rows: 500, idempotencyKey: 'big-1' };
+    const first = await pair.client.callTool({ name: 'export_report', arguments: args });
+    assert.equal(first.isError, undefined);
+    const again = await pair.client.callTool({ name: 'export_report', arguments: args });
+    assert.equal(idemkitError(again)?.error, 'idempotency_result_unavailable');
+    assert.equal(calls, 1);
+  });
+
+  it('a tool with an output schema: its replay validates, and coded errors leave structuredContent out (the client would reject it)', async () => {
+    const ledger: { amount: number; key: string }[] = [];
+    const pair = await inMemoryPair((server) => {
+      const tools = idempotentTools(server, {
+        idem: createIdempotency({ store: memoryStore(quiet), ...quiet }),
+        principal: asAgent('a'),
+      });
+      tools.register(
+        'create_payment',
+        { inputSchema: { amount: z.number() }, outputSchema: { charged: z.number() } },
+        async ({ amount }: { amount: number }, _extra, ctx) => {
+          ledger.push({ amount, key: ctx.downstreamKey() });
+          return {
+            content: [{ type: 'text', text: `charged ${amount}` }],
+            structuredContent: { charged: amount },
+          };
+        },
+      );
+      tools.register('send_email', { inputSchema: { to: z.string() } }, async () => ({ content: [] }));
+      // Why: an error result whose structuredContent misses the output schema is refused by the client.
+      server.registerTool('plain_refusal', { outputSchema: { charged: z.number() } }, async () => ({
+        isError: true,
+        content: [{ type: 'text', text: 'refused' }],
+        structuredContent: { error: 'idempotency_key_reused' },
+      }));
+    });
+    after(() => pair.close());
+    // The client validates structured content against the listed output schema.
+    await pair.client.listTools();
+    await pair.client.callTool({ name: 'create_payment', arguments: { amount: 1, idempotencyKey: 'o-1' } });
+    const replay = await pair.client.callTool({
+      name: 'create_payment',
+      arguments: { amount: 1, idempotencyKey: 'o-1' },
+    });
+    assert.deepEqual(replay.structuredContent, { charged: 1 });
+    const reused = await pair.client.callTool({
+      name: 'create_payment',
+      arguments: { amount: 2, idempotencyKey: 'o-1' },
+    });
+    assert.equal(idemkitError(reused)?.error, 'idempotency_key_reused');
+    assert.equal(reused.structuredContent, undefined);
+    const missing = await pair.client.callTool({ name: 'send_email', arguments: { to: 'x' } });
+    assert.deepEqual(missing.structuredContent, {
+      error: 'idempotency_key_required',
+      message: idemkitError(missing)?.message ?? '',
+    });
+    assert.equal(ledger.length, 1);
+    await assert.rejects(
+      pair.client.callTool({ name: 'plain_refusal', arguments: {} }),
+      /does not match the tool's output schema/,
+    );
+  });
+
+  it('by default the principal is the MCP auth info: client id and token subject; two users of one client never share a key', async () => {
+    let auth:
+      | { token: string; clientId: string; scopes: string[]; extra?: Record<string, unknown> }
+      | undefined;
+    let calls = 0;
+    const pair = await inMemoryPair(
+      (server) => {
+        const tools = idempotentTools(server, {
+          idem: createIdempotency({ store: memoryStore(quiet), ...quiet }),
+        });
+        tools.register(
+          'create_payment',
+          { inputSchema: { amount: z.number() } },
+          async ({ amount }: { amount: number }) => {
+            calls++;
+            return {
+              content: [
+                { type: 'text', text: `charged ${amount} for ${auth?.extra?.sub ?? auth?.clientId}` },
+              ],
+            };
+          },
+        );
+      },
+      { auth: () => auth },
+    );
+    after(() => pair.close());
+    const args = { amount: 3, idempotencyKey: 'shared-key' };
+    const refused = await pair.client.callTool({ name: 'create_payment', arguments: args });
+    assert.equal(idemkitError(refused)?.error, 'idempotency_principal_required');
+
+    auth = { token: 't1', clientId: 'desktop-app', scopes: [], extra: { sub: 'alice' } };
+    const alice = await pair.client.callTool({ name: 'create_payment', arguments: args });
+    auth = { token: 't2', clientId: 'desktop-app', scopes: [], extra: { sub: 'bob' } };
+    const bob = await pair.client.callTool({ name: 'create_payment', arguments: args });
+    auth = { token: 't3-refreshed', clientId: 'desktop-app', scopes: [], extra: { sub: 'alice' } };
+    const aliceAgain = await pair.client.callTool({ name: 'create_payment', arguments: args });
+
+    assert.equal(calls, 2, 'alice and bob each ran once');
+    assert.deepEqual(bob.content, [{ type: 'text', text: 'charged 3 for bob' }]);
+    assert.deepEqual(aliceAgain.content, alice.content, 'a new token of the same user replays');
+    assert.equal(aliceAgain._meta?.['io.idemkit/replayed'], true);
+    assert.notEqual(
+      mcpAuthPrincipal({ authInfo: { clientId: 'a', extra: { sub: 'b' } } }),
+      mcpAuthPrincipal({ authInfo: { clientId: '["a","b"]' } }),
+      'no client id passes for another client and subject',
+    );
+  });
+
+  it('an un-keyed tool without an input schema gets {} as args and a ctx without a downstream key', async () => {
+    const seen: unknown[] = [];
+    const pair = await inMemoryPair((server) => {
+      const tools = idempotentTools(server, {
+        idem: createIdempotency({ store: memoryStore(quiet), ...quiet }),
+        principal: asAgent('a'),
+      });
+      tools.register('get_time', { annotations: { readOnlyHint: true } }, async (args, _extra, ctx) => {
+        seen.push(args);
+        assert.throws(() => ctx.downstreamKey(), /not keyed/);
+        return { content: [{ type: 'text', text: 'noon' }] };
+      });
+    });
+    after(() => pair.close());
+    const result = await pair.client.callTool({ name: 'get_time', arguments: {} });
+    assert.deepEqual(result.content, [{ type: 'text', text: 'noon' }]);
+    assert.deepEqual(seen, [{}]);
   });
 });
