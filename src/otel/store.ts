@@ -1,5 +1,5 @@
 import { type Context, context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import type { ClaimResult, IdempotencyStore } from '../core/store.js';
+import type { ClaimResult, IdempotencyStore, StoreTransaction } from '../core/store.js';
 import { ATTR, METRIC_STORE_DURATION, REQUEST_SPAN, spanStore } from './names.js';
 import { type TelemetryOptions, telemetryOf } from './telemetry.js';
 
@@ -16,7 +16,7 @@ const TIMED = new Set([
 ]);
 
 /** Writes that end an owner's hold on a key: after their answer the owner token means nothing. */
-const FINAL = new Set(['complete', 'release', 'markUncertain']);
+const FINAL = new Set(['complete', 'release', 'markUncertain', 'commit']);
 
 /** How many owner tokens are remembered at most (an execution whose final write failed stays). */
 const MAX_OWNERS = 10_000;
@@ -24,7 +24,9 @@ const MAX_OWNERS = 10_000;
 /**
  * The store with a child span per call (`idemkit.store claim` …, under the active request span)
  * and the `idemkit.store.operation.duration` histogram (seconds; `error.type` on failures).
- * A Proxy, so optional parts of the store (transactions, settle notifications) stay as they are.
+ * A Proxy, so optional parts of the store (settle notifications) stay as they are. In
+ * transactional mode `beginTransaction` and the transaction's `commit` and `rollback` get spans
+ * too (`idemkit.store begin`, `commit`, `rollback`).
  *
  * Calls made under an acquired claim carry its owner token (heartbeat, complete, release,
  * markUncertain), and their parent is the context the claim was made in. Not the active
@@ -42,21 +44,34 @@ export function instrumentStore<S extends IdempotencyStore>(store: S, options: T
   return new Proxy(store, {
     get(target, property, receiver) {
       const value = Reflect.get(target, property, receiver);
-      if (typeof property !== 'string' || !TIMED.has(property) || typeof value !== 'function') return value;
+      if (typeof value !== 'function') return value;
+      const operation = property === 'beginTransaction' ? 'begin' : timedName(property);
+      if (operation === undefined) return value;
       let fn = wrapped.get(property);
       if (!fn) {
-        fn = timed(property, value as (...args: unknown[]) => Promise<unknown>);
+        fn = timed(operation, value as (...args: unknown[]) => Promise<unknown>, target);
         wrapped.set(property, fn);
       }
       return fn;
     },
   });
 
-  function timed(operation: string, call: (...args: unknown[]) => Promise<unknown>) {
+  /**
+   * `call` (a method of `self`) with a span and a duration. `within`: the parent and key of a
+   * transaction's calls, fixed when it began (its rollback carries neither).
+   */
+  function timed(
+    operation: string,
+    call: (...args: unknown[]) => Promise<unknown>,
+    self: object,
+    within?: { parent: Context; key: string | undefined },
+  ) {
     const attributes = { [ATTR.storeOperation]: operation, [ATTR.storeName]: store.name };
     return (...args: unknown[]): Promise<unknown> => {
-      const { key, token } = identify(args[0]);
-      const parent = (token === undefined ? undefined : owners.get(token)) ?? context.active();
+      const { token, ...named } = identify(args[0]);
+      const key = named.key ?? within?.key;
+      const parent =
+        within?.parent ?? (token === undefined ? undefined : owners.get(token)) ?? context.active();
       const span = t.tracer.startSpan(spanStore(operation), { kind: SpanKind.CLIENT, attributes }, parent);
       if (key !== undefined) {
         span.setAttribute(ATTR.keyHash, key);
@@ -78,7 +93,7 @@ export function instrumentStore<S extends IdempotencyStore>(store: S, options: T
       let pending: Promise<unknown>;
       try {
         // Inside the store span: a driver's own instrumentation (pg, ioredis) nests under it.
-        pending = context.with(trace.setSpan(parent, span), () => call.apply(store, args));
+        pending = context.with(trace.setSpan(parent, span), () => call.apply(self, args));
       } catch (error) {
         done(error);
         return Promise.reject(error);
@@ -87,7 +102,7 @@ export function instrumentStore<S extends IdempotencyStore>(store: S, options: T
         (value) => {
           if (token !== undefined) follow(operation, token, value, parent, span);
           done();
-          return value;
+          return operation === 'begin' ? transaction(value as StoreTransaction, parent, key) : value;
         },
         (error: unknown) => {
           done(error);
@@ -95,6 +110,20 @@ export function instrumentStore<S extends IdempotencyStore>(store: S, options: T
         },
       );
     };
+  }
+
+  /** The transaction the handler writes through, its commit and rollback timed under the request. */
+  function transaction(tx: StoreTransaction, parent: Context, key: string | undefined): StoreTransaction {
+    const within = { parent, key };
+    const commit = timed('commit', tx.commit as (...args: unknown[]) => Promise<unknown>, tx, within);
+    const rollback = timed('rollback', tx.rollback as (...args: unknown[]) => Promise<unknown>, tx, within);
+    return new Proxy(tx, {
+      get(target, property, receiver) {
+        if (property === 'commit') return commit;
+        if (property === 'rollback') return rollback;
+        return Reflect.get(target, property, receiver);
+      },
+    });
   }
 
   /** Keeps (or forgets) the context an owner token's later calls belong to. */
@@ -110,6 +139,10 @@ export function instrumentStore<S extends IdempotencyStore>(store: S, options: T
       owners.delete(token);
     }
   }
+}
+
+function timedName(property: string | symbol): string | undefined {
+  return typeof property === 'string' && TIMED.has(property) ? property : undefined;
 }
 
 /**
