@@ -18,6 +18,11 @@ const TIMED = new Set([
 /** Writes that end an owner's hold on a key: after their answer the owner token means nothing. */
 const FINAL = new Set(['complete', 'release', 'markUncertain', 'commit']);
 
+/** Store call latency buckets in seconds, sub-millisecond (memory, Redis) to seconds (a timeout). */
+export const STORE_SECONDS_BUCKETS = Object.freeze([
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+]);
+
 /** How many owner tokens are remembered at most (an execution whose final write failed stays). */
 const MAX_OWNERS = 10_000;
 
@@ -38,6 +43,9 @@ export function instrumentStore<S extends IdempotencyStore>(store: S, options: T
   const duration = t.meter.createHistogram(METRIC_STORE_DURATION, {
     description: 'Duration of idemkit store calls',
     unit: 's',
+    // The SDK's default boundaries (0, 5, 10, … 10 000) are for milliseconds: every store call
+    // would land in the first bucket. These are the gateway's Prometheus buckets.
+    advice: { explicitBucketBoundaries: [...STORE_SECONDS_BUCKETS] },
   });
   const owners = new Map<string, Context>();
   const wrapped = new Map<PropertyKey, unknown>();

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { context, type Span, SpanStatusCode, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { type Histogram, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import {
   BasicTracerProvider,
   InMemorySpanExporter,
@@ -219,5 +220,36 @@ describe('idemkit/otel: parents and contexts', () => {
       .map((s) => s.name);
     assert.deepEqual(children.sort(), ['app.charge', 'idemkit.store claim', 'idemkit.store complete']);
     assert.deepEqual(leaksOf(spans.getFinishedSpans(), 'evt-run-1'), []);
+  });
+
+  it('store durations land in second-sized buckets, not the SDK defaults meant for milliseconds', async () => {
+    class Reader extends MetricReader {
+      protected override async onForceFlush(): Promise<void> {}
+      protected override async onShutdown(): Promise<void> {}
+    }
+    const reader = new Reader();
+    const meterProvider = new MeterProvider({ readers: [reader] });
+    after(() => meterProvider.shutdown());
+    const idem = createInstrumentedIdempotency(
+      { store: memoryStore(quiet), ...quiet },
+      { tracer, meter: meterProvider.getMeter('test') },
+    );
+    after(() => idem.close());
+    for (let i = 0; i < 5; i++) {
+      await idem.run({ operation: 'bucket', key: `k${i}`, principal: 'p' }, () => i);
+    }
+    const { resourceMetrics } = await reader.collect();
+    const metric = resourceMetrics.scopeMetrics
+      .flatMap((scope) => scope.metrics)
+      .find((m) => m.descriptor.name === 'idemkit.store.operation.duration');
+    assert.equal(metric?.descriptor.unit, 's');
+    const claims = metric?.dataPoints.find((p) => p.attributes['idemkit.store.operation'] === 'claim');
+    const histogram = claims?.value as Histogram;
+    assert.equal(histogram.count, 5);
+    assert.deepEqual(histogram.buckets.boundaries.slice(0, 3), [0.0005, 0.001, 0.0025]);
+    // An in-process claim takes well under 250 ms: every one falls below that boundary.
+    const below = histogram.buckets.boundaries.indexOf(0.25);
+    const fast = histogram.buckets.counts.slice(0, below + 1).reduce((a, b) => a + b, 0);
+    assert.equal(fast, 5);
   });
 });
