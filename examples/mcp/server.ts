@@ -32,7 +32,7 @@ export function createPaymentsMcp(options: { store?: IdempotencyStore; processin
         description: 'Charge the customer. Send a new idempotencyKey per payment, the same one on retries.',
         inputSchema: { amount: z.number().int().positive(), currency: z.string().length(3) },
       },
-      async ({ amount, currency }: { amount: number; currency: string }, _extra, ctx) => {
+      async ({ amount, currency }, _extra, ctx) => {
         if (options.processingMs) await new Promise((r) => setTimeout(r, options.processingMs));
         // A real payment provider would get ctx.downstreamKey() as its own idempotency key.
         const payment = { id: `pay_${ctx.downstreamKey().slice(-12)}`, amount, currency };
@@ -43,7 +43,7 @@ export function createPaymentsMcp(options: { store?: IdempotencyStore; processin
     tools.register(
       'send_email',
       { description: 'Send an email', inputSchema: { to: z.string().email(), subject: z.string() } },
-      async ({ to, subject }: { to: string; subject: string }) => {
+      async ({ to, subject }) => {
         emails.push({ to, subject });
         return { content: [{ type: 'text', text: `sent "${subject}" to ${to}` }] };
       },

@@ -4,6 +4,7 @@
  */
 export { META, type ToolError, type ToolErrorCode, toolError } from './errors.js';
 export {
+  type ArgsOf,
   type IdempotentTools,
   type IdempotentToolsOptions,
   idempotentTools,

@@ -23,6 +23,24 @@ export interface ToolResult {
   _meta?: Record<string, unknown>;
 }
 
+/** What a Zod type parses to (Zod 3 and Zod 4 classic carry `_output`, Zod 4 core `_zod.output`). */
+type OutputOf<T> = T extends { _zod: { output: infer O } } ? O : T extends { _output: infer O } ? O : unknown;
+
+/** The parsed arguments of a raw shape: keys whose value may be `undefined` are optional. */
+type ShapeArgs<S> = {
+  [K in keyof S as undefined extends OutputOf<S[K]> ? never : K]: OutputOf<S[K]>;
+} & { [K in keyof S as undefined extends OutputOf<S[K]> ? K : never]?: OutputOf<S[K]> };
+
+/**
+ * The arguments a handler gets for an input schema (the key argument taken out), inferred
+ * without importing Zod: `{}` without a schema, a Zod object's output, or a raw shape's.
+ */
+export type ArgsOf<Schema> = Schema extends undefined
+  ? Record<string, never>
+  : Schema extends { _zod: unknown } | { _def: unknown }
+    ? OutputOf<Schema>
+    : ShapeArgs<Schema>;
+
 /** `registerTool`'s config (the subset read here). */
 export interface ToolConfig {
   title?: string;
@@ -84,10 +102,10 @@ export interface IdempotentTools {
    * key), and every retry gets the stored result. A returned result is stored, `isError` ones
    * too; a handler that throws stores nothing, and the retry runs again.
    */
-  register<Args extends Record<string, unknown>>(
+  register<Schema extends InputSchema | undefined = undefined>(
     name: string,
-    config: ToolConfig,
-    handler: KeyedToolHandler<Args>,
+    config: ToolConfig & { inputSchema?: Schema },
+    handler: KeyedToolHandler<ArgsOf<Schema>>,
     options?: RegisterOptions,
   ): unknown;
   /** The names of the keyed tools registered so far. */
@@ -141,7 +159,7 @@ export function idempotentTools(server: McpServerLike, options: IdempotentToolsO
           name,
           args ?? {},
           extra,
-          handler as KeyedToolHandler<Record<string, unknown>>,
+          handler as unknown as KeyedToolHandler<Record<string, unknown>>,
           structuredErrors,
         ),
       );
@@ -230,7 +248,7 @@ export function mcpAuthPrincipal(extra: ToolCallExtra): string | undefined {
 function passThrough(
   tool: string,
   config: ToolConfig,
-  handler: KeyedToolHandler<never>,
+  handler: unknown,
 ): (...callArgs: unknown[]) => unknown {
   const call = handler as KeyedToolHandler<Record<string, unknown>>;
   const ctx = (extra: ToolCallExtra): HandlerContext => ({

@@ -31,7 +31,8 @@ function paymentsServer(
     tools.register(
       'create_payment',
       { description: 'Charges a card', inputSchema: { amount: z.number().int().positive() } },
-      async ({ amount }: { amount: number }, _extra, ctx) => {
+      // Arguments inferred from the schema: `amount` is a number here (typechecked).
+      async ({ amount }, _extra, ctx) => {
         await gate;
         ledger.push({ amount, key: ctx.downstreamKey() });
         return {
