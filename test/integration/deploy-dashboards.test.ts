@@ -46,15 +46,18 @@ function ruleExpressions(): string[] {
   const text = readFileSync(RULES, 'utf8');
   const out: string[] = [];
   const lines = text.split('\n');
-  lines.forEach((line, i) => {
-    const match = /^(\s*)expr: (.*)$/.exec(line);
-    if (!match) return;
-    if (match[2] !== '|') return void out.push(match[2] as string);
+  for (let i = 0; i < lines.length; i++) {
+    const match = /^(\s*)expr: (.*)$/.exec(lines[i] as string);
+    if (!match) continue;
+    if (match[2] !== '|') {
+      out.push(match[2] as string);
+      continue;
+    }
     const block: string[] = [];
     for (let j = i + 1; j < lines.length && /^\s{10,}\S/.test(lines[j] as string); j++)
       block.push(lines[j] as string);
     out.push(block.join('\n'));
-  });
+  }
   return out;
 }
 
