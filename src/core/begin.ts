@@ -1,4 +1,4 @@
-import { admitAndClaim, type Claimant, NO_SECRETS } from './claim.js';
+import { type Claimant, claimWithinCap, NO_SECRETS } from './claim.js';
 import type { Decision } from './decision.js';
 import { createFingerprint } from './fingerprint.js';
 import { findKey } from './key-carriers.js';
@@ -40,15 +40,6 @@ export async function beginRequest(rt: EngineRuntime, request: EngineRequest): P
   // Counted, so an operator sees how much traffic shares the one anonymous scope.
   if (principal === '') rt.emit({ type: 'anonymous', key });
 
-  const slot = slotOf(tenant, principal);
-  if (rt.inFlight.running(slot) >= options.maxInFlightPerPrincipal) {
-    return reject(
-      rt,
-      'capacity',
-      `at most ${options.maxInFlightPerPrincipal} keyed requests may run at once`,
-    );
-  }
-
   const fingerprint = createFingerprint(
     {
       method,
@@ -63,12 +54,13 @@ export async function beginRequest(rt: EngineRuntime, request: EngineRequest): P
   const claimant: Claimant = {
     request,
     key,
-    slot,
+    slot: slotOf(tenant, principal),
     fingerprint,
     secrets: NO_SECRETS,
     print: '',
     leaseMs: options.leaseMs(request),
     retentionMs: options.retentionMs(request),
   };
-  return admitAndClaim(rt, claimant, waitMsOf(options.waitMs(request)));
+  const refusal = `at most ${options.maxInFlightPerPrincipal} keyed requests may run at once`;
+  return claimWithinCap(rt, claimant, waitMsOf(options.waitMs(request)), refusal);
 }

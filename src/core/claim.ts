@@ -32,6 +32,30 @@ export interface Claimant {
 export const NO_SECRETS: readonly VersionedSecret[] = Object.freeze([]);
 
 /**
+ * Admits `c` within its caller's cap (`maxInFlightPerPrincipal`) and claims: the place is taken
+ * before the first await, so concurrent requests count each other, and given back here for every
+ * outcome that does not run (replay, conflict, refusal, store failure, a throw); an execution
+ * gives it back when it finishes.
+ */
+export async function claimWithinCap(
+  rt: EngineRuntime,
+  c: Claimant,
+  waitMs: number,
+  refusal: string,
+): Promise<Decision> {
+  if (!rt.inFlight.reserve(c.slot, rt.options.maxInFlightPerPrincipal)) return reject(rt, 'capacity', refusal);
+  let decision: Decision;
+  try {
+    decision = await admitAndClaim(rt, c, waitMs);
+  } catch (error) {
+    rt.inFlight.finished(c.slot);
+    throw error;
+  }
+  if (decision.kind !== 'execute') rt.inFlight.finished(c.slot);
+  return decision;
+}
+
+/**
  * The last step of admission, shared by HTTP requests (begin.ts) and operation calls
  * (operation.ts): the store's startup check, the fingerprint secrets (the claimant's `secrets`
  * and `print` are filled in here), then the claim.

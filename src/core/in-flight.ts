@@ -23,14 +23,26 @@ export class InFlight implements ExecutionTracker {
     this.signals = signals;
   }
 
-  /** How many executions the caller's slot has running here. */
+  /** How many requests the caller's slot has admitted here: claiming, waiting or running. */
   running(slot: string): number {
     return this.perSlot.get(slot) ?? 0;
   }
 
-  /** Counts an execution in, right before it starts. */
-  started(slot: string, key: string): void {
-    this.perSlot.set(slot, (this.perSlot.get(slot) ?? 0) + 1);
+  /**
+   * Takes one of the caller's `max` places, at admission: counted from here, not from the
+   * acquired claim, so a burst that arrives before any claim returns cannot pass the cap. The
+   * place is given back by `finished()`, by the execution or, for a request that does not run,
+   * by `claimWithinCap`.
+   */
+  reserve(slot: string, max: number): boolean {
+    const taken = this.perSlot.get(slot) ?? 0;
+    if (taken >= max) return false;
+    this.perSlot.set(slot, taken + 1);
+    return true;
+  }
+
+  /** An admitted request starts running here (its place was reserved at admission). */
+  started(key: string): void {
     this.runningKeys.set(key, (this.runningKeys.get(key) ?? 0) + 1);
   }
 
@@ -96,7 +108,7 @@ function run(
   generation: number,
   transaction: StoreTransaction | undefined,
 ): ExecuteDecision {
-  rt.inFlight.started(c.slot, c.key);
+  rt.inFlight.started(c.key);
   return startExecution({
     options: rt.options,
     request: c.request,

@@ -1,5 +1,5 @@
 import { canonicalJson } from './canonical-json.js';
-import { admitAndClaim, type Claimant, NO_SECRETS } from './claim.js';
+import { type Claimant, claimWithinCap, NO_SECRETS } from './claim.js';
 import type { Decision, HandlerContext } from './decision.js';
 import {
   CapacityError,
@@ -133,14 +133,10 @@ function decide(rt: EngineRuntime, call: OperationCall): Promise<Decision> | Dec
     native: call,
   };
   const scopeKey = operationScopeHash({ tenant, principal, operation, key });
-  const slot = slotOf(tenant, principal);
-  if (rt.inFlight.running(slot) >= options.maxInFlightPerPrincipal) {
-    return reject(rt, 'capacity', `at most ${options.maxInFlightPerPrincipal} operations may run at once`);
-  }
   const claimant: Claimant = {
     request,
     key: scopeKey,
-    slot,
+    slot: slotOf(tenant, principal),
     fingerprint: new Fingerprint({
       head: JSON.stringify([OPERATION_METHOD, operation]),
       kind: 'j',
@@ -151,7 +147,8 @@ function decide(rt: EngineRuntime, call: OperationCall): Promise<Decision> | Dec
     leaseMs: positive('leaseMs', call.leaseMs) ?? options.leaseMs(request),
     retentionMs: positive('retentionMs', call.retentionMs) ?? options.retentionMs(request),
   };
-  return admitAndClaim(rt, claimant, waitMsOf(call.wait ?? options.waitMs(request)));
+  const refusal = `at most ${options.maxInFlightPerPrincipal} operations may run at once`;
+  return claimWithinCap(rt, claimant, waitMsOf(call.wait ?? options.waitMs(request)), refusal);
 }
 
 /** Canonical JSON of params: key order and spacing never make two equal calls differ. */

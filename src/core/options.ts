@@ -73,7 +73,10 @@ export interface IdempotencyOptions {
   maxBodyBytes?: number;
   /** Larger response bodies are not stored; replays get 409 `result-unavailable`. @default 1_048_576 */
   maxStoredBytes?: number;
-  /** Keyed requests one principal may have executing in this process. @default 1_000 */
+  /**
+   * Keyed requests one principal may have in this process at once (claiming, waiting for a
+   * duplicate, or executing); counted from admission, so a burst cannot pass it. @default 1_000
+   */
   maxInFlightPerPrincipal?: number;
   /** JSON fields (dotted paths) left out of the fingerprint, e.g. a client timestamp. @default [] */
   excludeFields?: readonly string[];
