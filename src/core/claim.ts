@@ -43,7 +43,8 @@ export async function claimWithinCap(
   waitMs: number,
   refusal: string,
 ): Promise<Decision> {
-  if (!rt.inFlight.reserve(c.slot, rt.options.maxInFlightPerPrincipal)) return reject(rt, 'capacity', refusal);
+  if (!rt.inFlight.reserve(c.slot, rt.options.maxInFlightPerPrincipal))
+    return reject(rt, 'capacity', refusal);
   let decision: Decision;
   try {
     decision = await admitAndClaim(rt, c, waitMs);

@@ -17,7 +17,7 @@ import { Fingerprint } from './fingerprint.js';
 import { waitMsOf } from './options.js';
 import type { EngineRequest } from './request.js';
 import type { EngineResponse } from './response.js';
-import { type EngineRuntime, reject } from './runtime.js';
+import type { EngineRuntime } from './runtime.js';
 import { downstreamKeyFor, operationScopeHash, slotOf } from './scope.js';
 
 /** An operation call: what `idem.run()` de-duplicates, outside HTTP (consumers, agent tools). */

@@ -11,11 +11,17 @@ const quiet = { onWarning() {} };
 const EMPTY = new Uint8Array(0);
 
 function post(key: string, principal = 'Bearer flooder') {
-  return { method: 'POST', path: '/orders', headers: { 'idempotency-key': key, authorization: principal }, body: EMPTY };
+  return {
+    method: 'POST',
+    path: '/orders',
+    headers: { 'idempotency-key': key, authorization: principal },
+    body: EMPTY,
+  };
 }
 
 async function finish(decisions: Decision[]): Promise<void> {
-  for (const d of decisions) if (d.kind === 'execute') await d.commit({ status: 201, headers: [], body: EMPTY });
+  for (const d of decisions)
+    if (d.kind === 'execute') await d.commit({ status: 201, headers: [], body: EMPTY });
 }
 
 describe('maxInFlightPerPrincipal holds for a burst', () => {
@@ -52,7 +58,8 @@ describe('maxInFlightPerPrincipal holds for a burst', () => {
     );
     assert.equal(peak, 4);
     assert.equal(results.filter((r) => r.status === 'fulfilled').length, 4);
-    for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as { code?: string }).code, 'capacity');
+    for (const r of results)
+      if (r.status === 'rejected') assert.equal((r.reason as { code?: string }).code, 'capacity');
     await idem.close();
   });
 
