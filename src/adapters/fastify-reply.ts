@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyReply } from 'fastify';
 import { type EngineResponse, isNullBodyStatus } from '../core/response.js';
+import { closeAfterAnswer } from './lingering-close.js';
 
 /*
  * Translation between a Fastify reply and the engine's response: what a handler's reply amounts
@@ -109,7 +110,10 @@ export function sendEngineResponse(
   closeConnection = false,
 ): FastifyReply {
   const payload = toReplyPayload(reply, response);
-  if (closeConnection) reply.header('connection', 'close');
+  if (closeConnection) {
+    reply.header('connection', 'close');
+    closeAfterAnswer(reply.raw);
+  }
   return payload === null || payload.byteLength === 0 ? reply.send() : reply.send(payload);
 }
 

@@ -1,5 +1,6 @@
 import type { ParameterizedContext } from 'koa';
 import { type EngineResponse, isNullBodyStatus } from '../core/response.js';
+import { closeAfterAnswer } from './lingering-close.js';
 import type { ResponseCapture } from './node-http-capture.js';
 
 /*
@@ -26,7 +27,10 @@ export function answerWith(ctx: KoaContext, response: EngineResponse, closeConne
     if (namedBefore(headers, i, lower)) ctx.append(name, value);
     else ctx.set(name, value);
   }
-  if (closeConnection) ctx.set('connection', 'close');
+  if (closeConnection) {
+    ctx.set('connection', 'close');
+    closeAfterAnswer(ctx.res);
+  }
   if (isNullBodyStatus(response.status)) {
     ctx.body = null;
     return;

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { EngineRequest } from '../core/request.js';
 import { type EngineResponse, isNullBodyStatus } from '../core/response.js';
+import { closeAfterAnswer } from './lingering-close.js';
 
 /*
  * The node:http translation shared by the Express, Koa and NestJS adapters and the gateway:
@@ -86,6 +87,8 @@ export function sendEngineResponse(
     if (closeConnection) res.setHeader('connection', 'close');
     res.writeHead(response.status);
   }
+  // Before end(): the close it sets up replaces the one end() schedules.
+  if (closeConnection) closeAfterAnswer(res);
   res.end(response.body);
 }
 
