@@ -65,8 +65,8 @@ export interface Operation {
   principal: string;
   body: string;
   mutated?: boolean;
-  /** Adds `x-chaos-fail: 1` to the first attempt (the SUT's `fail` parameter applies then). */
-  failFirst?: boolean;
+  /** Adds `x-chaos-fail: 1` to the first n attempts (the SUT's `fail` parameter applies then). */
+  failAttempts?: number;
   /** Query string of /pay, e.g. `ms=700&fail=pre`. */
   query?: string;
 }
@@ -105,7 +105,7 @@ export class RecordingClient {
       const request = new Request(input, init);
       const url = new URL(request.url);
       const headers = new Headers(request.headers);
-      if (op.failFirst && attempt === 1) headers.set('x-chaos-fail', '1');
+      if (attempt <= (op.failAttempts ?? 0)) headers.set('x-chaos-fail', '1');
       const entry: Attempt = {
         client: options.client,
         scope,

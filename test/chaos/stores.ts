@@ -89,12 +89,7 @@ export async function openStoreEnv(kind: ChaosStoreKind, dir: string): Promise<S
           url.host = `127.0.0.1:${await proxied(sut, Number(server.port || 5432))}`;
           return { kind, url: url.toString(), table, effects };
         },
-        async effectRows() {
-          const { rows } = await admin.query(
-            `SELECT scope, count(*)::int AS n FROM "${effects}" GROUP BY scope`,
-          );
-          return new Map(rows.map((r: { scope: string; n: number }) => [r.scope, r.n]));
-        },
+        ...(kind === 'pg-txn' ? { effectRows } : {}),
         close: async () => {
           await closeProxies();
           await admin.query(`DROP TABLE IF EXISTS "${table}"`).catch(() => {});
@@ -102,6 +97,12 @@ export async function openStoreEnv(kind: ChaosStoreKind, dir: string): Promise<S
           await admin.end();
         },
       };
+      async function effectRows() {
+        const { rows } = await admin.query(
+          `SELECT scope, count(*)::int AS n FROM "${effects}" GROUP BY scope`,
+        );
+        return new Map(rows.map((r: { scope: string; n: number }) => [r.scope, r.n]));
+      }
     }
     case 'dynamodb': {
       const dynalite: DynaliteProcess = await startDynaliteProcess();
