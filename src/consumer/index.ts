@@ -13,6 +13,15 @@ export {
   RedeliverLaterError,
 } from './deduplicator.js';
 export {
+  receiveWebhook,
+  type WebhookAnswer,
+  type WebhookHandler,
+  type WebhookProblemType,
+  type WebhookReceiver,
+  type WebhookReceiverOptions,
+  type WebhookRequest,
+} from './receive-webhook.js';
+export {
   type VerifiedWebhook,
   type VerifyWebhookOptions,
   verifyWebhook,
