@@ -13,6 +13,13 @@ export {
   RedeliverLaterError,
 } from './deduplicator.js';
 export {
+  createPostgresInbox,
+  type InboxContext,
+  type PostgresInbox,
+  type PostgresInboxOptions,
+  type PostgresInboxPool,
+} from './postgres-inbox.js';
+export {
   receiveWebhook,
   type WebhookAnswer,
   type WebhookHandler,
