@@ -8,6 +8,7 @@ import { webhookReceiver as expressReceiver } from '../../src/adapters/express.j
 import {
   createDeduplicator,
   type Deduplicator,
+  receiveWebhook,
   type VerifiedWebhook,
   type WebhookHandler,
   type WebhookReceiverOptions,
@@ -310,5 +311,60 @@ describe('webhookReceiver: what the wrappers refuse, and a control without verif
       await new Promise((resolve) => server.close(resolve));
       await dedup.close();
     }
+  });
+});
+
+describe('receiveWebhook: the answers around a failed or unsure handler', () => {
+  it('a handler that fails after effectsStarted(): 500 now, then 409 outcome-uncertain without Retry-After; it never runs again', async () => {
+    const dedup = createDeduplicator({ store: memoryStore({ onWarning() {} }) });
+    let runs = 0;
+    const receive = receiveWebhook(
+      { dedup, scheme: 'stripe', secret: SECRET, onError() {} },
+      (_event, ctx) => {
+        runs++;
+        ctx.effectsStarted();
+        throw new Error('the charge went out, then the process lost track');
+      },
+    );
+    const body = eventBody(`evt_${randomUUID()}`);
+    const request = () => receive({ method: 'POST', headers: stripeHeaders(body, SECRET), body });
+
+    const first = await request();
+    const redelivered = await request();
+
+    assert.equal(first.status, 500);
+    assert.equal(redelivered.status, 409);
+    const problem = JSON.parse(Buffer.from(redelivered.body).toString('utf8')) as { type: string };
+    assert.equal(problem.type, 'urn:idemkit:problem:outcome-uncertain');
+    assert.equal(
+      redelivered.headers.find(([name]) => name === 'retry-after'),
+      undefined,
+    );
+    assert.equal(runs, 1);
+    await dedup.close();
+  });
+
+  it('a store that does not answer: 503 store-unavailable with Retry-After, and the handler does not run', async () => {
+    const store = memoryStore({ onWarning() {} });
+    const down = new Proxy(store, {
+      get(target, name, receiver) {
+        if (name === 'claim') return () => Promise.reject(new Error('connection refused'));
+        return Reflect.get(target, name, receiver);
+      },
+    });
+    const dedup = createDeduplicator({ store: down });
+    let runs = 0;
+    const receive = receiveWebhook({ dedup, scheme: 'stripe', secret: SECRET, onError() {} }, () => {
+      runs++;
+    });
+    const body = eventBody(`evt_${randomUUID()}`);
+
+    const answer = await receive({ method: 'POST', headers: stripeHeaders(body, SECRET), body });
+
+    assert.equal(answer.status, 503);
+    assert.ok(answer.headers.some(([name]) => name === 'retry-after'));
+    assert.doesNotMatch(Buffer.from(answer.body).toString('utf8'), /connection refused/);
+    assert.equal(runs, 0);
+    await dedup.close();
   });
 });
