@@ -9,8 +9,10 @@ import { requestBody } from './express-body.js';
 import { engineRequestOf, sendEngineResponse } from './node-http.js';
 import { captureResponse, type ResponseCapture } from './node-http-capture.js';
 
+export type { WebhookHandler, WebhookReceiverOptions } from '../consumer/receive-webhook.js';
 export type { HandlerContext } from '../core/execution.js';
 export { keepRawBody, rawBodyOf } from './express-body.js';
+export { webhookReceiver } from './express-webhook.js';
 
 declare global {
   namespace Express {

@@ -14,8 +14,10 @@ import {
 } from './fastify-route.js';
 import { kState, type RequestState } from './fastify-state.js';
 
+export type { WebhookHandler, WebhookReceiverOptions } from '../consumer/receive-webhook.js';
 export type { HandlerContext } from '../core/execution.js';
 export type { IdempotencyRouteConfig } from './fastify-route.js';
+export { type FastifyWebhookOptions, webhookReceiver } from './fastify-webhook.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

@@ -1,10 +1,17 @@
-import type { Context, MiddlewareHandler } from 'hono';
+import type { Context, Handler, MiddlewareHandler } from 'hono';
+import {
+  receiveWebhook,
+  type WebhookHandler,
+  type WebhookReceiverOptions,
+} from '../consumer/receive-webhook.js';
 import { createIdempotency, type Idempotency } from '../core/engine.js';
 import type { HandlerContext } from '../core/execution.js';
 import { handleFetch } from '../core/fetch-flow.js';
 import type { IdempotencyOptions } from '../core/options.js';
 import type { EngineRequest } from '../core/request.js';
+import { receiveFetchWebhook } from './fetch-webhook.js';
 
+export type { WebhookHandler, WebhookReceiverOptions } from '../consumer/receive-webhook.js';
 export type { HandlerContext } from '../core/execution.js';
 
 /**
@@ -107,4 +114,19 @@ async function unreadRequest(c: Context): Promise<Request> {
 /** Hono's own errorHandler answers with `getResponse()` when a thrown value has it: so do we. */
 function isHttpException(error: Error): boolean {
   return typeof (error as { getResponse?: unknown }).getResponse === 'function';
+}
+
+/**
+ * A webhook endpoint as a Hono handler: `app.all('/webhooks/stripe', webhookReceiver(options, fn))`
+ * (`app.all` so other methods get 405 from it). It reads `c.req.raw` as bytes, or the body Hono
+ * cached when a validator read it first; the signature is checked before anything is recorded,
+ * then `fn` runs once per event id (see `receiveWebhook` in `idemkit/consumer` for the answers).
+ * @example
+ * app.all('/webhooks/stripe', webhookReceiver({ dedup, scheme: 'stripe', secret }, (event) => fulfil(JSON.parse(event.text))))
+ */
+export function webhookReceiver(options: WebhookReceiverOptions, handler: WebhookHandler): Handler {
+  const receive = receiveWebhook(options, handler);
+  return async function webhookHandler(c) {
+    return receiveFetchWebhook(receive, await unreadRequest(c));
+  };
 }

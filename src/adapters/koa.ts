@@ -9,7 +9,9 @@ import { answerWith, isHttpError, keepWritableWhileHeld } from './koa-response.j
 import { engineRequestOf } from './node-http.js';
 import { captureResponse } from './node-http-capture.js';
 
+export type { WebhookHandler, WebhookReceiverOptions } from '../consumer/receive-webhook.js';
 export type { HandlerContext } from '../core/execution.js';
+export { webhookReceiver } from './koa-webhook.js';
 
 /**
  * What the middleware puts on `ctx.state`. Type your app with it so handlers see

@@ -22,9 +22,11 @@ import {
 } from './nestjs-settings.js';
 import { limitKeyedUploads } from './nestjs-upload-limit.js';
 
+export type { WebhookHandler, WebhookReceiverOptions } from '../consumer/receive-webhook.js';
 export type { HandlerContext } from '../core/decision.js';
 export { IdempotencyInterceptor } from './nestjs-interceptor.js';
 export { IDEMPOTENT_METADATA, type IdempotentSettings } from './nestjs-settings.js';
+export { webhookReceiver } from './nestjs-webhook.js';
 
 /**
  * What the interceptor adds to the framework request, for handlers that take `@Req()`:

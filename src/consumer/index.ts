@@ -13,6 +13,22 @@ export {
   RedeliverLaterError,
 } from './deduplicator.js';
 export {
+  createPostgresInbox,
+  type InboxContext,
+  type PostgresInbox,
+  type PostgresInboxOptions,
+  type PostgresInboxPool,
+} from './postgres-inbox.js';
+export {
+  receiveWebhook,
+  type WebhookAnswer,
+  type WebhookHandler,
+  type WebhookProblemType,
+  type WebhookReceiver,
+  type WebhookReceiverOptions,
+  type WebhookRequest,
+} from './receive-webhook.js';
+export {
   type VerifiedWebhook,
   type VerifyWebhookOptions,
   verifyWebhook,

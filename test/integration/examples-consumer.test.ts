@@ -37,4 +37,39 @@ describe('examples/consumer', () => {
       await stopExample(child);
     }
   });
+
+  it('express-webhooks.ts: the Express glue fulfils a redelivered event once and refuses a forged one', async () => {
+    const { url, child } = await startExample('examples/consumer/express-webhooks.ts');
+    try {
+      const event = JSON.stringify({
+        id: 'evt_1QexampleB',
+        type: 'checkout.session.completed',
+        data: { object: { metadata: { order: 'order_43' } } },
+      });
+      const send = (body: string, secret = 'whsec_example_secret') =>
+        fetch(`${url}/webhooks/stripe`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'stripe-signature': stripeSignature(body, secret) },
+          body,
+          signal: AbortSignal.timeout(5_000),
+        });
+
+      const forged = await send(event.replace('order_43', 'order_666'), 'whsec_guessed');
+      const first = await send(event);
+      const again = await send(event);
+      const fulfilled = await fetch(`${url}/fulfilled`, { signal: AbortSignal.timeout(5_000) });
+
+      assert.equal(forged.status, 401);
+      assert.equal(
+        ((await forged.json()) as { type: string }).type,
+        'urn:idemkit:problem:webhook-bad-signature',
+      );
+      assert.deepEqual(await first.json(), { id: 'evt_1QexampleB', status: 'processed' });
+      assert.equal(again.status, 200);
+      assert.equal(again.headers.get('idempotent-replayed'), 'true');
+      assert.deepEqual(await fulfilled.json(), [{ event: 'evt_1QexampleB', order: 'order_43' }]);
+    } finally {
+      await stopExample(child);
+    }
+  });
 });
