@@ -66,10 +66,19 @@ export async function runNemesis(options: NemesisOptions, until: number): Promis
         sut.current?.signal('SIGCONT');
         log({ kind: 'SIGSTOP', target: sut.settings.name, start, end: monoMs() });
         break;
-      case 'store-restart':
-        await options.store.restart?.();
-        log({ kind: 'store kill -9 + restart', target: '*', start, end: monoMs(), storeDown: true });
+      case 'store-restart': {
+        // Judged on the span the store was certainly down (stores.ts), not the whole restart.
+        const down = await options.store.restart?.(options.cutMs);
+        if (down)
+          log({
+            kind: 'store kill -9 + restart',
+            target: '*',
+            start: down.downFrom,
+            end: down.downTo,
+            storeDown: true,
+          });
         break;
+      }
       case 'cut': {
         const proxy = options.store.proxy(sut.settings.name);
         const mode = random() < 0.5 ? 'blackhole' : 'reset';
@@ -109,10 +118,16 @@ export async function runNemesis(options: NemesisOptions, until: number): Promis
       }
       case 'skew': {
         const shift = random() < 0.5 ? '+30s' : '-30s';
+        const skewed = sut.skewedStarts;
         sut.nextFaketime = shift;
         sut.kill9();
         await sleep(50);
         await sut.settled();
+        // A start under faketime that failed (no libfaketime) came back unskewed: not a skew.
+        if (sut.skewedStarts === skewed) {
+          counts.skew--;
+          break;
+        }
         log({ kind: `restart under faketime ${shift}`, target: sut.settings.name, start, end: monoMs() });
         break;
       }

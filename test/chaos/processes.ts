@@ -111,6 +111,8 @@ export class SutProcess {
   /** Starts so far, the first included. */
   starts = 0;
   kills = 0;
+  /** Starts under faketime that came up (a skew fault counts only these). */
+  skewedStarts = 0;
   nextFaketime: string | undefined;
   private stopping = false;
   private restarting: Promise<void> | undefined;
@@ -146,6 +148,7 @@ export class SutProcess {
     );
     this.current = child;
     this.starts++;
+    if (faketime) this.skewedStarts++;
     void child.exited.then(() => {
       if (this.stopping || this.current !== child) return;
       this.restarting = (async () => {

@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { migrate } from '../../src/stores/postgres.js';
 import { type ChaosTcpProxy, startChaosTcpProxy } from '../support/chaos-tcp-proxy.js';
 import { type DynaliteProcess, dynamoClient, freshTable, startDynaliteProcess } from '../support/dynalite.js';
 import { POSTGRES_URL } from '../support/postgres-service.js';
 import { type PrivateRedis, redisCli, startPrivateRedis } from '../support/redis-server.js';
-import type { ChaosStoreKind, StoreSpec } from './config.js';
+import { type ChaosStoreKind, monoMs, type StoreSpec } from './config.js';
 
 /*
  * A run's store: private where the nemesis restarts it (Redis with appendfsync always, dynalite
@@ -22,8 +23,14 @@ export interface StoreEnv {
   proxy(sut: string): ChaosTcpProxy | undefined;
   /** Whether `restart()` exists: a private server the nemesis may kill -9. */
   restartable: boolean;
-  /** kill -9 of the store server, then a start; resolves once it answers again. */
-  restart?(): Promise<void>;
+  /**
+   * kill -9 of the store server, `downMs` without one, then a start; resolves once it answers
+   * again, with the span in which it was certainly down: from the old process's exit to the new
+   * one's spawn. (Down also
+   * while the new one starts, but when exactly it begins to accept is not observable from here;
+   * judging I9 on the wider span would count claims the new server rightly acknowledged.)
+   */
+  restart?(downMs: number): Promise<{ downFrom: number; downTo: number }>;
   /** pg-txn: committed effect rows per scope. */
   effectRows?(): Promise<Map<string, number>>;
   /** Stops what it started, drops what it made. */
@@ -58,10 +65,14 @@ export async function openStoreEnv(kind: ChaosStoreKind, dir: string): Promise<S
           url: `redis://127.0.0.1:${await proxied(sut, redis.port)}`,
           prefix,
         }),
-        async restart() {
+        async restart(downMs) {
           await redis.stop('SIGKILL');
+          const down = { downFrom: monoMs(), downTo: 0 };
+          await sleep(downMs);
+          down.downTo = monoMs();
           await redis.start();
           await redisCli(redis.port, 'PING');
+          return down;
         },
         close: async () => {
           await closeProxies();
@@ -114,9 +125,13 @@ export async function openStoreEnv(kind: ChaosStoreKind, dir: string): Promise<S
         ...base,
         restartable: true,
         specFor: async (sut) => ({ kind, endpoint: `http://127.0.0.1:${await proxied(sut, port)}`, table }),
-        async restart() {
+        async restart(downMs) {
           await dynalite.stop('SIGKILL');
+          const down = { downFrom: monoMs(), downTo: 0 };
+          await sleep(downMs);
+          down.downTo = monoMs();
           await dynalite.start();
+          return down;
         },
         close: async () => {
           await closeProxies();
