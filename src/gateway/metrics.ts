@@ -167,6 +167,8 @@ export function createGatewayMetrics() {
     };
     if (store.check) out.check = store.check.bind(store);
     if (store.defaultSecret) out.defaultSecret = store.defaultSecret.bind(store);
+    // Without it a duplicate waiting on another gateway's request would only poll.
+    if (store.onSettled) out.onSettled = store.onSettled.bind(store);
     return out;
   }
 
