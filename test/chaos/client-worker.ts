@@ -25,13 +25,22 @@ export interface WorkerSettings {
   sharedKeyShare: number;
 }
 
+/**
+ * One operation in this many is ambiguous: its first attempt fails after `effectsStarted()`, so
+ * the key is held uncertain and no retry may run it again (retries get 409 outcome-uncertain).
+ */
+const AMBIGUOUS_EVERY = 20;
+
 /** The operation stream of one worker: deterministic, so a pair of workers collide on purpose. */
 export function operationOf(settings: WorkerSettings, n: number): Operation {
   const principal = settings.index % 2 === 0 ? 'alice' : 'bob';
   const pair = Math.floor(settings.index / 2);
   const shared = n % Math.round(1 / settings.sharedKeyShare) === 0;
   const key = shared ? `${settings.prefix}x-${pair}-${n}` : `${settings.prefix}k-${settings.index}-${n}`;
-  return { key, principal, body: JSON.stringify({ amount: 100 + (n % 900), currency: 'eur', note: key }) };
+  const body = JSON.stringify({ amount: 100 + (n % 900), currency: 'eur', note: key });
+  if (!shared && n % AMBIGUOUS_EVERY === AMBIGUOUS_EVERY - 1)
+    return { key, principal, body, query: 'fail=post', failAttempts: 1 };
+  return { key, principal, body };
 }
 
 const settings = JSON.parse(process.env.CHAOS_WORKER ?? '{}') as WorkerSettings;
