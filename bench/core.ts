@@ -1,11 +1,14 @@
 /**
- * `npm run bench -- core [--requests 200000]`: the engine alone, in process, no HTTP: what
+ * `npm run bench -- core [--requests 200000] [--tsx] [--src <dir>]`: the engine alone, in process, no HTTP: what
  * `begin()` + `commit()` cost per executed request and `begin()` per replay on the memory store,
  * next to the work a bare handler does anyway (parse the JSON body). Separates the engine's own
  * cost from the fetch adapter's Request/Response rebuilding, which the `engine` bench includes.
  */
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createIdempotency, memoryStore } from '../src/index.js';
+import type * as Idemkit from '../src/index.js';
+import { compileSources } from './lib/build.js';
 
 const BODY = Buffer.from(JSON.stringify({ amount: 1000, currency: 'eur', customer: 'cus_0123456789' }));
 /** Targets for the engine's own CPU per request (memory store, in process). */
@@ -16,9 +19,22 @@ const HEADERS_BASE = { 'content-type': 'application/json', authorization: 'Beare
 export async function run(argv: readonly string[]): Promise<void> {
   const { values } = parseArgs({
     args: [...argv],
-    options: { requests: { type: 'string', default: '200000' } },
+    options: {
+      requests: { type: 'string', default: '200000' },
+      // Measure the TypeScript source through tsx instead of what users run (tsc's output).
+      tsx: { type: 'boolean', default: false },
+      src: { type: 'string' },
+    },
   });
   const n = Math.max(1_000, Number(values.requests));
+  const srcDir = resolve(values.src ?? join(import.meta.dirname, '..', 'src'));
+  let entry = join(srcDir, 'index.ts');
+  if (!values.tsx) {
+    const built = compileSources(srcDir);
+    process.once('exit', built.remove);
+    entry = join(built.dir, 'index.js');
+  }
+  const { createIdempotency, memoryStore } = (await import(pathToFileURL(entry).href)) as typeof Idemkit;
   const idem = createIdempotency({
     store: memoryStore({
       maxEntries: n + 10_000,
@@ -56,7 +72,9 @@ export async function run(argv: readonly string[]): Promise<void> {
     return cpuUs;
   };
 
-  console.log(`engine core, memory store, ${n} requests each, in process:`);
+  console.log(
+    `engine core, memory store, ${n} requests each, in process; ${srcDir}${values.tsx ? ' through tsx' : ', compiled by tsc'}:`,
+  );
   const parse = await measure('bare: JSON.parse of the body', () => {
     JSON.parse(BODY.toString('utf8'));
   });
