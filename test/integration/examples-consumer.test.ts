@@ -1,7 +1,36 @@
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import amqp from 'amqplib';
+import {
+  type LedgerEntry,
+  startWorker as startRabbitWorker,
+} from '../../examples/consumer/rabbitmq-worker.js';
+import { sqliteStore } from '../../src/stores/sqlite.js';
 import { startExample, stopExample } from '../support/example-process.js';
+
+const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+
+/** Polls `done` every 25 ms for at most `ms` (10 s unless told); true when it held. */
+async function waitUntil(done: () => boolean, ms = 10_000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (done()) return true;
+    await sleep(25);
+  }
+  return done();
+}
+
+/** Ledger rows per message id: every id must appear exactly once. */
+function rowsPerId(applied: readonly LedgerEntry[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const entry of applied) counts.set(entry.messageId, (counts.get(entry.messageId) ?? 0) + 1);
+  return counts;
+}
 
 /** Signs like Stripe: `t=<seconds>,v1=<hex HMAC-SHA256 of "t.body">` with the endpoint secret. */
 function stripeSignature(body: string, secret: string): string {
@@ -70,6 +99,80 @@ describe('examples/consumer', () => {
       assert.deepEqual(await fulfilled.json(), [{ event: 'evt_1QexampleB', order: 'order_43' }]);
     } finally {
       await stopExample(child);
+    }
+  });
+});
+
+describe('examples/consumer broker workers', () => {
+  it('rabbitmq-worker.ts: books every order once through duplicates, a failed handler and an in-flight redelivery', async () => {
+    const run = randomUUID();
+    const queue = `idemkit-example-${run}`;
+    const dir = mkdtempSync(join(tmpdir(), 'idemkit-rabbit-worker-'));
+    const publisher = await amqp.connect(AMQP_URL);
+    let worker: Awaited<ReturnType<typeof startRabbitWorker>> | undefined;
+    try {
+      const channel = await publisher.createChannel();
+      const N = 30;
+      const id = (i: number) => `${run}-${i}`;
+      // Every id divisible by 7 fails its first attempt (requeued, then booked); order 1 is slow
+      // on its first attempt, so its duplicate arrives while it still runs.
+      const attempts = new Map<string, number>();
+      worker = await startRabbitWorker({
+        url: AMQP_URL,
+        queue,
+        store: sqliteStore({ path: join(dir, 'processed.db') }),
+        log() {},
+        async beforeApply(entry) {
+          const attempt = (attempts.get(entry.messageId) ?? 0) + 1;
+          attempts.set(entry.messageId, attempt);
+          if (entry.messageId === id(1) && attempt === 1) await sleep(500);
+          if (Number(entry.messageId.split('-').pop()) % 7 === 0 && attempt === 1) {
+            throw new Error('stock service timed out');
+          }
+        },
+      });
+      const send = (i: number) =>
+        channel.sendToQueue(
+          queue,
+          Buffer.from(JSON.stringify({ order: `order-${i}`, amountCents: 100 * i })),
+          {
+            messageId: id(i),
+          },
+        );
+      send(1);
+      send(1); // the publisher's retry: delivered while the first copy still runs
+      for (let i = 0; i < N; i++) if (i !== 1) send(i);
+      // Every third order published again after the first round (a publisher that retried).
+      const again = [...Array(N).keys()].filter((i) => i % 3 === 0);
+      for (const i of again) send(i);
+      const duplicatesSent = again.length + 1;
+
+      const w = worker;
+      const settled = await waitUntil(() => w.stats.processed === N && w.stats.duplicates === duplicatesSent);
+      assert.ok(settled, `every copy was settled within 10 s: ${JSON.stringify(w.stats)}`);
+      await sleep(300); // nothing is booked late
+      const counts = rowsPerId(w.applied);
+      assert.equal(counts.size, N);
+      assert.deepEqual(
+        [...counts].filter(([, n]) => n !== 1),
+        [],
+      );
+      assert.deepEqual(
+        w.applied.find((e) => e.messageId === id(4)),
+        { messageId: id(4), order: 'order-4', amountCents: 400 },
+      );
+      // The redeliveries really happened: failed handlers requeued, the in-flight copy requeued.
+      assert.equal(w.stats.failed, [...Array(N).keys()].filter((i) => i % 7 === 0).length);
+      assert.ok(w.stats.redeliverLater >= 1, 'the copy that met the running first one was requeued');
+      assert.equal(w.stats.rejected, 0);
+      const { messageCount } = await channel.checkQueue(queue);
+      assert.equal(messageCount, 0);
+    } finally {
+      await worker?.stop();
+      const cleanup = await publisher.createChannel().catch(() => undefined);
+      await cleanup?.deleteQueue(queue).catch(() => {});
+      await publisher.close().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
