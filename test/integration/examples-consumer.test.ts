@@ -6,20 +6,23 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import amqp from 'amqplib';
+import { startWorker as startNatsWorker } from '../../examples/consumer/nats-worker.js';
 import {
   type LedgerEntry,
   startWorker as startRabbitWorker,
 } from '../../examples/consumer/rabbitmq-worker.js';
 import { sqliteStore } from '../../src/stores/sqlite.js';
 import { startExample, stopExample } from '../support/example-process.js';
+import { loadNats } from '../support/nats-client.js';
 
 const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+const NATS_URL = process.env.NATS_URL ?? '127.0.0.1:4222';
 
 /** Polls `done` every 25 ms for at most `ms` (10 s unless told); true when it held. */
-async function waitUntil(done: () => boolean, ms = 10_000): Promise<boolean> {
+async function waitUntil(done: () => boolean | Promise<boolean>, ms = 10_000): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    if (done()) return true;
+    if (await done()) return true;
     await sleep(25);
   }
   return done();
@@ -173,6 +176,81 @@ describe('examples/consumer broker workers', () => {
       await cleanup?.deleteQueue(queue).catch(() => {});
       await publisher.close().catch(() => {});
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('nats-worker.ts: books every order once through republished ids, a nak and an ack_wait redelivery', async () => {
+    const { connect, jetstreamManager, jetstream, nanos } = await loadNats();
+    const run = randomUUID();
+    const stream = `IDEMKIT_EXAMPLE_${run.replaceAll('-', '_')}`;
+    const subject = `idemkit.example.${run}`;
+    const nc = await connect({ servers: NATS_URL, timeout: 3_000 });
+    const jsm = await jetstreamManager(nc);
+    let worker: Awaited<ReturnType<typeof startNatsWorker>> | undefined;
+    try {
+      // A short duplicate window, so a publisher's late retry gets past JetStream to the worker.
+      await jsm.streams.add({ name: stream, subjects: [subject], duplicate_window: nanos(200) });
+      const N = 30;
+      const id = (i: number) => `${run}-${i}`;
+      // Every id divisible by 7 fails its first attempt (nak, then booked); order 1's first
+      // attempt outlasts ack_wait (1 s), so JetStream redelivers it while it still runs.
+      const attempts = new Map<string, number>();
+      worker = await startNatsWorker({
+        servers: NATS_URL,
+        stream,
+        subject,
+        durable: 'ledger',
+        ackWaitMs: 1_000,
+        maxNakDelayMs: 300,
+        log() {},
+        async beforeApply(entry) {
+          const attempt = (attempts.get(entry.messageId) ?? 0) + 1;
+          attempts.set(entry.messageId, attempt);
+          if (entry.messageId === id(1) && attempt === 1) await sleep(1_500);
+          if (Number(entry.messageId.split('-').pop()) % 7 === 0 && attempt === 1) {
+            throw new Error('stock service timed out');
+          }
+        },
+      });
+      const js = jetstream(nc);
+      const publish = (i: number) =>
+        js.publish(
+          subject,
+          new TextEncoder().encode(JSON.stringify({ order: `order-${i}`, amountCents: 100 * i })),
+          {
+            msgID: id(i),
+          },
+        );
+      for (let i = 0; i < N; i++) assert.equal((await publish(i)).duplicate, false);
+      // A retry within the duplicate window is dropped by JetStream itself...
+      assert.equal((await publish(2)).duplicate, true);
+      // ...one after it is stored and delivered again: the deduplicator's case.
+      await sleep(300);
+      const again = [...Array(N).keys()].filter((i) => i % 3 === 0);
+      for (const i of again) assert.equal((await publish(i)).duplicate, false);
+
+      const w = worker;
+      const settled = await waitUntil(async () => {
+        if (w.stats.processed < N || w.stats.duplicates < again.length) return false;
+        const info = await jsm.consumers.info(stream, 'ledger');
+        return info.num_pending === 0 && info.num_ack_pending === 0;
+      });
+      assert.ok(settled, `every message was acked within 10 s: ${JSON.stringify(w.stats)}`);
+      const counts = rowsPerId(w.applied);
+      assert.equal(counts.size, N);
+      assert.deepEqual(
+        [...counts].filter(([, n]) => n !== 1),
+        [],
+      );
+      assert.equal(w.stats.processed, N);
+      // The redeliveries really happened: naks after failures, the ack_wait copy of order 1.
+      assert.equal(w.stats.failed, [...Array(N).keys()].filter((i) => i % 7 === 0).length);
+      assert.ok(w.stats.redeliverLater >= 1, 'the ack_wait redelivery met the running first attempt');
+      assert.equal(w.stats.rejected, 0);
+    } finally {
+      await worker?.stop();
+      await jsm.streams.delete(stream).catch(() => {});
+      await nc.close();
     }
   });
 });
