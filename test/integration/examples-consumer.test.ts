@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHmac, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +28,35 @@ async function waitUntil(done: () => boolean | Promise<boolean>, ms = 10_000): P
     await sleep(25);
   }
   return done();
+}
+
+/**
+ * Runs a worker example as a reader would (`node --import tsx <script>`, env for the broker),
+ * gives its output, and stops it (SIGTERM, by its own PID) within 10 s.
+ */
+async function runWorkerProcess(script: string, env: Record<string, string>) {
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const exited = once(child, 'exit');
+  return {
+    output: () => output,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+      return child.exitCode;
+    },
+  };
 }
 
 /** Ledger rows per message id: every id must appear exactly once. */
@@ -252,5 +283,68 @@ describe('examples/consumer broker workers', () => {
       await jsm.streams.delete(stream).catch(() => {});
       await nc.close();
     }
+  });
+
+  it('both workers run on their own: npx tsx examples/consumer/<broker>-worker.ts', async () => {
+    const run = randomUUID();
+    const queue = `idemkit-example-${run}`;
+    const stream = `IDEMKIT_EXAMPLE_${run.replaceAll('-', '_')}`;
+    const subject = `idemkit.example.${run}`;
+    const order = (n: number) =>
+      new TextEncoder().encode(JSON.stringify({ order: `order-${n}`, amountCents: n }));
+    const rabbit = await runWorkerProcess('examples/consumer/rabbitmq-worker.ts', { AMQP_URL, QUEUE: queue });
+    const nats = await runWorkerProcess('examples/consumer/nats-worker.ts', {
+      NATS_URL,
+      STREAM: stream,
+      SUBJECT: subject,
+    });
+    const publisher = await amqp.connect(AMQP_URL);
+    const { connect, jetstreamManager, jetstream, nanos } = await loadNats();
+    const nc = await connect({ servers: NATS_URL, timeout: 3_000 });
+    try {
+      assert.ok(
+        await waitUntil(
+          () =>
+            rabbit.output().includes(`consuming ${queue}`) && nats.output().includes(`consuming ${stream}`),
+        ),
+        `both workers started:\n${rabbit.output()}\n${nats.output()}`,
+      );
+      const channel = await publisher.createChannel();
+      for (const n of [1, 1, 2])
+        channel.sendToQueue(queue, Buffer.from(order(n)), { messageId: `${run}-${n}` });
+      const jsm = await jetstreamManager(nc);
+      await jsm.streams.update(stream, { duplicate_window: nanos(100) });
+      const js = jetstream(nc);
+      await js.publish(subject, order(1), { msgID: `${run}-1` });
+      await sleep(200); // past the duplicate window: JetStream stores the retry
+      for (const n of [1, 2]) await js.publish(subject, order(n), { msgID: `${run}-${n}` });
+      const lines = (output: string) =>
+        output
+          .split('\n')
+          .filter((l) => l.includes(`: ${run}-`))
+          .sort();
+      const expected = [
+        `duplicate: ${run}-1 (order-1, 1 cents)`,
+        `processed: ${run}-1 (order-1, 1 cents)`,
+        `processed: ${run}-2 (order-2, 2 cents)`,
+      ];
+      assert.ok(
+        await waitUntil(() => lines(rabbit.output()).length === 3 && lines(nats.output()).length === 3),
+        `both workers handled three deliveries:\n${rabbit.output()}\n${nats.output()}`,
+      );
+      assert.deepEqual(lines(rabbit.output()), expected);
+      assert.deepEqual(lines(nats.output()), expected);
+    } finally {
+      assert.equal(await rabbit.stop(), 0);
+      assert.equal(await nats.stop(), 0);
+      const cleanup = await publisher.createChannel().catch(() => undefined);
+      await cleanup?.deleteQueue(queue).catch(() => {});
+      await publisher.close().catch(() => {});
+      const jsm = await jetstreamManager(nc);
+      await jsm.streams.delete(stream).catch(() => {});
+      await nc.close();
+    }
+    assert.match(rabbit.output(), /stopped: \{"processed":2,"duplicates":1,/);
+    assert.match(nats.output(), /stopped: \{"processed":2,"duplicates":1,/);
   });
 });

@@ -43,6 +43,7 @@ interface JetStreamManager {
   streams: {
     add(config: { name: string; subjects: string[]; duplicate_window?: number }): Promise<unknown>;
     delete(name: string): Promise<boolean>;
+    update(name: string, config: { duplicate_window?: number }): Promise<unknown>;
   };
   consumers: {
     add(
