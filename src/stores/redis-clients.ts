@@ -29,6 +29,14 @@ export interface NodeRedisClusterLike {
 /** ioredis 5 `new Redis()`. */
 export interface IoRedisLike {
   callBuffer(command: string, args: RedisArgument[]): Promise<unknown>;
+  /** Used, when present, to send the commands of one tick in one write (see ioredisBatches). */
+  pipeline?(): IoRedisPipelineLike;
+}
+
+/** An ioredis 5 pipeline: queued commands, one write, `[error, reply]` per command. */
+export interface IoRedisPipelineLike {
+  callBuffer(command: string, args: RedisArgument[]): unknown;
+  exec(): Promise<unknown>;
 }
 
 /** ioredis 5 `new Cluster()`: routes EVALSHA by its keys; `nodes` and `slots` route WAIT. */
@@ -68,9 +76,10 @@ export function detectClient(client: RedisClientLike): RedisSender {
           Promise.all(io.nodes('master').map((n) => n.callBuffer(args[0] ?? '', args.slice(1)))),
       };
     }
+    const send = ioredisBatches(io);
     return {
       kind: 'ioredis',
-      send: (_key, [command, ...rest]) => io.callBuffer(String(command), rest),
+      send: (_key, [command, ...rest]) => send(String(command), rest),
       eachPrimary: async ([command, ...rest]) => [await io.callBuffer(command ?? '', rest)],
     };
   }
@@ -96,6 +105,61 @@ export function detectClient(client: RedisClientLike): RedisSender {
   throw new IdempotencyConfigError(
     'redisStore: client must be a node-redis 5 client or cluster (createClient/createCluster) or an ioredis 5 Redis or Cluster',
   );
+}
+
+/**
+ * ioredis writes every command to the socket on its own (unless the app turned on
+ * `enableAutoPipelining`), and Redis then pays a read and a write system call per command: on a
+ * busy shard that costs more server CPU than the command itself. So the commands the store sends
+ * within one tick go out as one pipeline (one write, the replies read together), as node-redis
+ * does by itself. Each command still gets its own reply or error; a failed write fails them all.
+ * Standalone only: a Cluster pipeline must stay within one slot.
+ */
+function ioredisBatches(io: IoRedisLike): (command: string, args: RedisArgument[]) => Promise<unknown> {
+  if (typeof io.pipeline !== 'function') return (command, args) => io.callBuffer(command, args);
+  const pipeline = io.pipeline.bind(io);
+  type Queued = {
+    command: string;
+    args: RedisArgument[];
+    resolve(v: unknown): void;
+    reject(e: unknown): void;
+  };
+  let queue: Queued[] = [];
+  function flush(): void {
+    const batch = queue;
+    queue = [];
+    if (batch.length === 1) {
+      const [one] = batch as [Queued];
+      io.callBuffer(one.command, one.args).then(one.resolve, one.reject);
+      return;
+    }
+    let sent: Promise<unknown>;
+    try {
+      const p = pipeline();
+      for (const { command, args } of batch) p.callBuffer(command, args);
+      sent = p.exec();
+    } catch (error) {
+      sent = Promise.reject(error);
+    }
+    sent.then(
+      (results) => {
+        batch.forEach((queued, i) => {
+          const result = Array.isArray(results) ? results[i] : undefined;
+          if (!Array.isArray(result)) queued.reject(new Error('ioredis pipeline returned no reply'));
+          else if (result[0]) queued.reject(result[0]);
+          else queued.resolve(result[1]);
+        });
+      },
+      (error: unknown) => {
+        for (const queued of batch) queued.reject(error);
+      },
+    );
+  }
+  return (command, args) =>
+    new Promise((resolve, reject) => {
+      if (queue.length === 0) process.nextTick(flush);
+      queue.push({ command, args, resolve, reject });
+    });
 }
 
 function ioredisNodeFor(cluster: IoRedisClusterLike, key: string): IoRedisLike {

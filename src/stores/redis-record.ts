@@ -25,6 +25,15 @@ export function claimValue(fingerprint: string, token: string, retentionMs: numb
   return `${RECORD_FORMAT} in_progress 1 0 ~${retentionMs} ~${ttlMs} - ${Buffer.byteLength(fingerprint)} ${Buffer.byteLength(token)}\n${fingerprint}${token}`;
 }
 
+/**
+ * What follows `2 completed 1 0 <leaseUntil> <createdAt>` in the completed record of such a claim
+ * (the COMPLETE_CLAIMED script puts the two times in front: only Redis knows them).
+ */
+export function completedTail(fingerprint: string, retentionMs: number, response: Uint8Array): Buffer {
+  const head = ` ~${retentionMs} ${Buffer.byteLength(fingerprint)} 0\n${fingerprint}`;
+  return Buffer.concat([Buffer.from(head), response]);
+}
+
 const NEWLINE = 0x0a;
 
 /** Parses a format-2 value read together with the key's `PEXPIRETIME` (epoch ms). */

@@ -8,7 +8,9 @@ import { createHash } from 'node:crypto';
  * every write sets the TTL relatively (`PX`), and `PEXPIRETIME` turns offsets back into epoch ms
  * (Redis 7.0+); only the claim reads `TIME`, to judge a lease that may have lapsed. Each script
  * makes as few calls as it can (a call from Lua costs about as much as a whole small command):
- * a completion is GET, PEXPIRETIME, SET and, only when a duplicate has been seen, PUBLISH.
+ * a completion of a claim this store instance made, untouched since, is COMPLETE_CLAIMED (GET,
+ * PEXPIRETIME, SET, no parsing: the client built both values); any other is COMPLETE (GET,
+ * PEXPIRETIME, SET and, only when a duplicate has been seen, PUBLISH).
  * Redis 7 replicates script effects, not the script, so reading TIME before writing is allowed.
  */
 
@@ -119,6 +121,25 @@ export const COMPLETE = script(
 ${ABSOLUTE}
 redis.call('SET', KEYS[1], '2 completed ' .. gen .. ' 0 ' .. lu .. ' ' .. ca .. ' ~' .. ARGV[3] .. ' ' .. fl .. ' 0\\n' .. string.sub(v, p, p + fl - 1) .. ARGV[2], 'PX', ARGV[3])
 ${publish(4)}
+return 1`,
+);
+
+/**
+ * The completion's fast path (redis-claims.ts): complete(KEYS[1]; ARGV: the value our claim's
+ * `SET NX PX` wrote, its retentionMs, its TTL, the completed record's tail ` ~<retentionMs>
+ * <fpBytes> 0\n<fp><encoded response>`, retentionMs) → 1 stored, 0 no record, -1 the record is
+ * no longer exactly what we wrote (run COMPLETE). An unchanged value proves everything COMPLETE
+ * checks: in progress, owned by our token (a token is kept only while in progress), generation
+ * 1, nobody waiting (so nothing to publish), leaseUntil and createdAt the claim's offsets from
+ * the expiry. The record written is byte for byte the one COMPLETE would write.
+ */
+export const COMPLETE_CLAIMED = script(
+  'complete',
+  `local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+if v ~= ARGV[1] then return -1 end
+local ea = redis.call('PEXPIRETIME', KEYS[1])
+redis.call('SET', KEYS[1], '2 completed 1 0 ' .. (ea - ARGV[2]) .. ' ' .. (ea - ARGV[3]) .. ARGV[4], 'PX', ARGV[5])
 return 1`,
 );
 

@@ -91,7 +91,10 @@ export function redisSettleChannel(
         async () => {
           if (ioredis) {
             subscriber.on('close', lost);
-            subscriber.on('message', onMessage as (...args: never[]) => void);
+            // ioredis emits (channel, message); node-redis calls its listener (message, channel).
+            subscriber.on('message', ((from: unknown, message: unknown) => onMessage(message, from)) as (
+              ...args: never[]
+            ) => void);
             if (subscriber.status === 'wait') await subscriber.connect();
             await subscriber.subscribe(channel);
           } else {

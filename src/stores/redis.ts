@@ -1,11 +1,13 @@
 import { IdempotencyConfigError, StoreMisconfiguredError, StoreUnavailableError } from '../core/errors.js';
 import { type ClaimResult, type IdempotencyStore, RecordState, type StoredRecord } from '../core/store.js';
 import { withTimeout } from '../core/store-call.js';
+import { redisClaims } from './redis-claims.js';
 import { detectClient, type RedisArgument, type RedisClientLike } from './redis-clients.js';
-import { claimValue, formatError, parseRecord } from './redis-record.js';
+import { claimValue, completedTail, formatError, parseRecord } from './redis-record.js';
 import {
   CLAIM,
   COMPLETE,
+  COMPLETE_CLAIMED,
   FORMAT_ERROR,
   HEARTBEAT,
   MARK_UNCERTAIN,
@@ -96,6 +98,9 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
   const settle: RedisSettleChannel | undefined = settleChannel
     ? redisSettleChannel(options.client, settleChannel, commandTimeoutMs)
     : undefined;
+
+  // Claims made here by SET NX and not settled yet: their completion skips the parsing.
+  const claims = redisClaims();
 
   // The braces make the whole engine key the hash tag: one slot per record in a Cluster.
   const recordKey = (key: string) => `${prefix}{${key}}`;
@@ -198,7 +203,17 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
         releaseLate(reply !== null && reply !== undefined),
       );
       if (first !== null && first !== undefined) {
-        await waitForReplicas(request.key);
+        claims.add(request.token, {
+          key: request.key,
+          value,
+          fingerprint: request.fingerprint,
+          retentionMs: String(request.retentionMs),
+          ttlMs: String(ttlMs),
+        });
+        await waitForReplicas(request.key).catch((error: unknown) => {
+          claims.forget(request.token);
+          throw error;
+        });
         return { outcome: 'acquired', generation: 1 };
       }
       // A record exists: the script decides (tombstone, expiry, lapsed lease) and reads it back.
@@ -229,17 +244,42 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
       return { outcome: record.state === RecordState.InProgress ? 'in_progress' : 'completed', record };
     },
 
-    heartbeat: (r) => owned(HEARTBEAT, r.key, [r.token, String(r.leaseMs), String(r.retentionMs)]),
+    // A heartbeat rewrites the record (and so does any settling): the claim's value is gone.
+    heartbeat(r) {
+      claims.forget(r.token);
+      return owned(HEARTBEAT, r.key, [r.token, String(r.leaseMs), String(r.retentionMs)]);
+    },
 
     async complete(r): Promise<boolean> {
-      const blob = Buffer.from(encodeResponse(r.response));
-      const done = await owned(COMPLETE, r.key, [r.token, blob, String(r.retentionMs), settleChannel]);
+      const encoded = encodeResponse(r.response);
+      const retentionMs = String(r.retentionMs);
+      const claimed = claims.take(r.token, r.key);
+      // 1 stored, 0 no record; -1 (the record changed since our claim) falls through to COMPLETE.
+      const fast = claimed
+        ? await evalScript(COMPLETE_CLAIMED, r.key, [
+            claimed.value,
+            claimed.retentionMs,
+            claimed.ttlMs,
+            completedTail(claimed.fingerprint, r.retentionMs, encoded),
+            retentionMs,
+          ])
+        : -1;
+      const done =
+        fast === -1
+          ? await owned(COMPLETE, r.key, [r.token, Buffer.from(encoded), retentionMs, settleChannel])
+          : fast === 1;
       if (done) await waitForReplicas(r.key);
       return done;
     },
 
-    release: (r) => owned(RELEASE, r.key, [r.token, String(r.retentionMs), settleChannel]),
-    markUncertain: (r) => owned(MARK_UNCERTAIN, r.key, [r.token, String(r.retentionMs), settleChannel]),
+    release(r) {
+      claims.forget(r.token);
+      return owned(RELEASE, r.key, [r.token, String(r.retentionMs), settleChannel]);
+    },
+    markUncertain(r) {
+      claims.forget(r.token);
+      return owned(MARK_UNCERTAIN, r.key, [r.token, String(r.retentionMs), settleChannel]);
+    },
 
     // The scripts publish the record key; waiters are registered under it too.
     ...(settle

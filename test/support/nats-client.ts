@@ -26,7 +26,11 @@ export interface NatsConnection {
 }
 
 interface JetStreamClient {
-  publish(subject: string, payload: Uint8Array, options?: { headers?: NatsHeaders }): Promise<unknown>;
+  publish(
+    subject: string,
+    payload: Uint8Array,
+    options?: { headers?: NatsHeaders; msgID?: string },
+  ): Promise<{ seq: number; duplicate: boolean }>;
   consumers: {
     get(
       stream: string,
@@ -37,14 +41,16 @@ interface JetStreamClient {
 
 interface JetStreamManager {
   streams: {
-    add(config: { name: string; subjects: string[] }): Promise<unknown>;
+    add(config: { name: string; subjects: string[]; duplicate_window?: number }): Promise<unknown>;
     delete(name: string): Promise<boolean>;
+    update(name: string, config: { duplicate_window?: number }): Promise<unknown>;
   };
   consumers: {
     add(
       stream: string,
       config: { durable_name: string; ack_policy: string; ack_wait: number },
     ): Promise<unknown>;
+    info(stream: string, name: string): Promise<{ num_pending: number; num_ack_pending: number }>;
   };
 }
 
