@@ -1,0 +1,56 @@
+import { check, type Violation } from './checker.js';
+import type { StoreVariant } from './sim-store.js';
+import { runSeed } from './world.js';
+
+export interface SimulationReport {
+  seeds: number;
+  ms: number;
+  seedsPerSecond: number;
+  failures: { seed: number; violations: Violation[] }[];
+  executions: number;
+  takeovers: number;
+  nonDurableScopes: number;
+  /** Counts of what the runs covered, for the report. */
+  coverage: Record<string, number>;
+}
+
+/** Runs seeds first .. first+count-1 (stopping after maxFailures failing seeds). */
+export async function runSimulation(options: {
+  first: number;
+  count: number;
+  variant?: StoreVariant;
+  maxFailures?: number;
+}): Promise<SimulationReport> {
+  const started = performance.now();
+  const report: SimulationReport = {
+    seeds: 0,
+    ms: 0,
+    seedsPerSecond: 0,
+    failures: [],
+    executions: 0,
+    takeovers: 0,
+    nonDurableScopes: 0,
+    coverage: {},
+  };
+  const count = (name: string, n = 1): void => {
+    report.coverage[name] = (report.coverage[name] ?? 0) + n;
+  };
+  for (let i = 0; i < options.count; i++) {
+    const seed = options.first + i;
+    const run = await runSeed(seed, options.variant ?? 'correct');
+    const verdict = check(run);
+    report.seeds++;
+    report.executions += verdict.executions;
+    report.takeovers += verdict.takeovers;
+    report.nonDurableScopes += verdict.nonDurableScopes;
+    for (const op of run.storeLog) count(`${op.op}:${op.answer}`);
+    for (const h of run.history) if (h.type === 'fail') count('crash-interrupted attempts');
+    if (verdict.violations.length > 0) {
+      report.failures.push({ seed, violations: verdict.violations });
+      if (report.failures.length >= (options.maxFailures ?? 1)) break;
+    }
+  }
+  report.ms = performance.now() - started;
+  report.seedsPerSecond = report.seeds / (report.ms / 1000);
+  return report;
+}
