@@ -15,7 +15,10 @@ export interface Violation {
 
 export interface Verdict {
   violations: Violation[];
-  /** Measured, not judged: scopes with an answer sent before its result was stored (F3). */
+  /**
+   * Measured, not judged: scopes with an answer sent before its result was stored whose result
+   * never reached the store (F3: counted by `non-durable` events, never silent).
+   */
   nonDurableScopes: number;
   executions: number;
   takeovers: number;
@@ -114,7 +117,13 @@ export function check(run: RunResult): Verdict {
   for (const [scope, answers] of byScope) {
     const short = scope.slice(0, 8);
     const results = answers.filter((h) => h.answer && h.answer.status >= 200 && h.answer.status < 300);
-    const nonDurable = results.some((h) => h.answer?.durable === false);
+    // F3: an answer sent before its result was stored is exempt from I1-I3 and I7 only when that
+    // result never reached the store (the background write did not land before a takeover).
+    const nonDurable = results.some((h) => {
+      if (h.answer?.durable !== false) return false;
+      const exec = (JSON.parse(h.answer.body) as { exec: number }).exec;
+      return !completedTokens.has(run.executions[exec - 1]?.claimToken ?? -1);
+    });
     if (nonDurable) nonDurableScopes++;
     for (const h of results) {
       const answer = h.answer as NonNullable<typeof h.answer>;
