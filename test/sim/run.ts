@@ -1,6 +1,5 @@
 import { check, type Violation } from './checker.js';
-import type { StoreVariant } from './sim-store.js';
-import { runSeed } from './world.js';
+import { type RunResult, runSeed, type Variant } from './world.js';
 
 export interface SimulationReport {
   seeds: number;
@@ -18,8 +17,10 @@ export interface SimulationReport {
 export async function runSimulation(options: {
   first: number;
   count: number;
-  variant?: StoreVariant;
+  variant?: Variant;
   maxFailures?: number;
+  /** Called with each run and its violations (for traces and digests). */
+  onRun?: (run: RunResult, violations: Violation[]) => void;
 }): Promise<SimulationReport> {
   const started = performance.now();
   const report: SimulationReport = {
@@ -39,6 +40,7 @@ export async function runSimulation(options: {
     const seed = options.first + i;
     const run = await runSeed(seed, options.variant ?? 'correct');
     const verdict = check(run);
+    options.onRun?.(run, verdict.violations);
     report.seeds++;
     report.executions += verdict.executions;
     report.takeovers += verdict.takeovers;

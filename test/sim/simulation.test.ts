@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { check } from './checker.js';
 import { runSimulation } from './run.js';
 import { runSeed } from './world.js';
@@ -60,6 +62,34 @@ describe('T52 deterministic simulation of the engine over a faulty store, clock 
     const digests = new Set<string>();
     for (let seed = 1; seed <= 50; seed++) digests.add((await runSeed(seed)).digest);
     assert.ok(digests.size > 45, `only ${digests.size} different histories from 50 seeds`);
+  });
+
+  it('a seed reproduces in a fresh process, whatever ran before it in this one', async () => {
+    // Seeds 770..777 here (so earlier seeds have left whatever they leave), 777 alone there.
+    let here = '';
+    await runSimulation({
+      first: 770,
+      count: 8,
+      onRun: (run) => {
+        here = run.digest;
+      },
+    });
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', 'test/sim/main.ts', '--seeds', '1', '--seed', '777', '--digest'],
+      { cwd: new URL('../..', import.meta.url) },
+    );
+    assert.match(stdout, new RegExp(`^digest 777 ${here}$`, 'm'));
+  });
+
+  it('negative control: the engine with failOpen runs handlers without a claim, and I9 catches it', async () => {
+    const report = await runSimulation({ first: 1, count: 100, variant: 'fail-open' });
+    assert.equal(report.failures.length, 1, 'failOpen went unnoticed for 100 seeds');
+    const violations = report.failures[0]?.violations ?? [];
+    assert.ok(
+      violations.some((v) => v.invariant === 'I9'),
+      JSON.stringify(violations),
+    );
   });
 
   it('negative control: a claim that ignores a live in-progress record is caught (I1)', async () => {

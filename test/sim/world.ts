@@ -3,7 +3,7 @@ import { createIdempotency, type Decision, type Idempotency } from '../../src/co
 import type { ExecuteDecision } from '../../src/core/execution.js';
 import { type EngineRequest, headerValue } from '../../src/core/request.js';
 import type { EngineResponse } from '../../src/core/response.js';
-import { scopeHash } from '../../src/core/scope.js';
+import { downstreamKeyFor, scopeHash } from '../../src/core/scope.js';
 import { Prng } from './prng.js';
 import { Connection, type Delivery, SharedStore, type StoreOp, type StoreVariant } from './sim-store.js';
 import { VirtualTime } from './virtual-time.js';
@@ -26,6 +26,13 @@ export const STORE_TIMEOUT_MS = 2_000;
 const MAX_STEPS = 700;
 const MAX_INSTANCES = 4;
 const STORE_EPOCH = 1_700_000_000_000;
+
+/**
+ * What runs: the real store and engine (`correct`), a deliberately broken store, or the engine
+ * configured with `failOpen` (it then runs handlers without a claim when the store fails, which
+ * I9 forbids by default): the negative controls.
+ */
+export type Variant = StoreVariant | 'fail-open';
 
 export interface Answer {
   status: number;
@@ -65,7 +72,7 @@ export interface Execution {
 
 export interface RunResult {
   seed: number;
-  variant: StoreVariant;
+  variant: Variant;
   history: HistoryEvent[];
   executions: Execution[];
   storeLog: StoreOp[];
@@ -120,11 +127,14 @@ export function scopeOf(principal: string, key: string): string {
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-export async function runSeed(seed: number, variant: StoreVariant = 'correct'): Promise<RunResult> {
+export async function runSeed(seed: number, variant: Variant = 'correct'): Promise<RunResult> {
   const rng = new Prng(seed);
   const time = new VirtualTime();
   let storeSkew = 0;
-  const store = new SharedStore(() => STORE_EPOCH + time.now + storeSkew, variant);
+  const store = new SharedStore(
+    () => STORE_EPOCH + time.now + storeSkew,
+    variant === 'fail-open' ? 'correct' : variant,
+  );
   const history: HistoryEvent[] = [];
   const executions: Execution[] = [];
   const problems: string[] = [];
@@ -168,6 +178,7 @@ export async function runSeed(seed: number, variant: StoreVariant = 'correct'): 
       storeTimeoutMs: STORE_TIMEOUT_MS,
       sweepIntervalMs: 0,
       wait,
+      failOpen: variant === 'fail-open',
       principal: (_native, request) => headerValue(request.headers, 'x-principal'),
       onWarning() {},
     });
@@ -237,7 +248,25 @@ export async function runSeed(seed: number, variant: StoreVariant = 'correct'): 
     if (d.kind === 'execute') inst.running.add(d);
     if (a.closed) return;
     if (d.kind === 'bypass') {
-      problems.push('a keyed POST was bypassed');
+      // As an adapter does: the handler runs without idemkit (only `failOpen` gets here).
+      const scope = scopeOf(c.principal, c.key);
+      const exec: Execution = {
+        id: executions.length + 1,
+        instance: inst.id,
+        attempt: a.id,
+        scope,
+        principal: c.principal,
+        body: c.body,
+        generation: 0,
+        claimToken: -1,
+        effect: true,
+        downstreamKey: downstreamKeyFor(scope),
+      };
+      executions.push(exec);
+      await gate(inst);
+      if (a.closed) return;
+      const body = JSON.stringify({ principal: c.principal, body: c.body, exec: exec.id });
+      respond(a, { status: 201, headers: [], body: Buffer.from(body) }, 'bypass', true);
       return;
     }
     if (d.kind !== 'execute') {
