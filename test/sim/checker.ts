@@ -9,7 +9,7 @@ import type { RunResult } from './world.js';
  */
 
 export interface Violation {
-  invariant: 'I1' | 'I2' | 'I3' | 'I4' | 'I5' | 'I7' | 'I8' | 'I9' | 'harness';
+  invariant: 'I1' | 'I2' | 'I3' | 'I4' | 'I5' | 'I7' | 'I8' | 'I9' | 'S8' | 'harness';
   detail: string;
 }
 
@@ -100,6 +100,13 @@ export function check(run: RunResult): Verdict {
     const invoked = run.history.find((h) => h.type === 'invoke' && h.attempt === e.attempt);
     if (invoked?.scope !== e.scope)
       flag('I5', `execution ${e.id} ran under another scope than its request's`);
+  }
+
+  // S8: `maxInFlightPerPrincipal` refuses only a caller that holds its places (none leaks).
+  for (const h of run.history) {
+    if (h.answer?.code === 'capacity' && (h.inFlightPeers ?? 0) < run.cap) {
+      flag('S8', `attempt ${h.attempt}: 429 capacity with ${h.inFlightPeers} of ${run.cap} places in use`);
+    }
   }
 
   // Answers, per scope.

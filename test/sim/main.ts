@@ -2,7 +2,8 @@
  * T52 outside the test runner: `npm run sim -- --seeds N --seed S [--variant V] [--trace] [--digest]`.
  * Runs seeds S .. S+N-1 and prints each failing seed as `SIM_SEED=<seed>` with its violations.
  * `--trace` prints the whole run of each failing seed (or of every seed when N is 1): the client
- * history, the executions and the store log. `--digest` prints each seed's history digest.
+ * history, the executions and the store log. `--digest` prints each seed's history digest, `--coverage` what
+ * the runs met (store calls by how they were answered, answers by code).
  */
 import { parseArgs } from 'node:util';
 import { runSimulation } from './run.js';
@@ -15,6 +16,7 @@ const { values } = parseArgs({
     variant: { type: 'string', default: 'correct' },
     trace: { type: 'boolean', default: false },
     digest: { type: 'boolean', default: false },
+    coverage: { type: 'boolean', default: false },
   },
 });
 const count = Number(values.seeds);
@@ -62,4 +64,7 @@ console.log(
     `${report.failures.length} failing, ${report.executions} executions, ${report.takeovers} takeovers, ` +
     `${report.nonDurableScopes} non-durable scopes`,
 );
+if (values.coverage) {
+  for (const [name, n] of Object.entries(report.coverage).sort()) console.log(`  ${name}: ${n}`);
+}
 process.exitCode = report.failures.length > 0 ? 1 : 0;

@@ -46,7 +46,10 @@ export async function runSimulation(options: {
     report.takeovers += verdict.takeovers;
     report.nonDurableScopes += verdict.nonDurableScopes;
     for (const op of run.storeLog) count(`${op.op}:${op.answer}`);
-    for (const h of run.history) if (h.type === 'fail') count('crash-interrupted attempts');
+    for (const h of run.history) {
+      if (h.type === 'fail') count('crash-interrupted attempts');
+      if (h.answer) count(`answer:${h.answer.code}${h.answer.durable ? '' : ' (non-durable)'}`);
+    }
     if (verdict.violations.length > 0) {
       report.failures.push({ seed, violations: verdict.violations });
       if (report.failures.length >= (options.maxFailures ?? 1)) break;

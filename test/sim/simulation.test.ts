@@ -45,6 +45,13 @@ describe('T52 deterministic simulation of the engine over a faulty store, clock 
         'release:ack',
         'markUncertain:ack',
         'crash-interrupted attempts',
+        'answer:replay',
+        'answer:key-reused',
+        'answer:in-progress',
+        'answer:lease-lost',
+        'answer:capacity',
+        'answer:outcome-uncertain',
+        'answer:store (non-durable)',
       ]) {
         assert.ok((c[name] ?? 0) > 0, `${name} never happened: ${JSON.stringify(c)}`);
       }

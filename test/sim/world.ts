@@ -54,6 +54,8 @@ export interface HistoryEvent {
   body: string;
   answer?: Answer;
   reason?: string;
+  /** For a `capacity` refusal: the caller's other attempts open on that instance at the time. */
+  inFlightPeers?: number;
 }
 
 export interface Execution {
@@ -81,6 +83,8 @@ export interface RunResult {
   /** Harness-level problems: the engine threw, the run did not finish within its step bound. */
   problems: string[];
   steps: number;
+  /** The engines' `maxInFlightPerPrincipal` in this run. */
+  cap: number;
   digest: string;
 }
 
@@ -148,6 +152,7 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
   const wait = rng.chance(0.25) ? rng.pick([1_500, 6_000]) : 0;
   const failBefore = rng.pick([0, 0.1]);
   const failAfter = rng.pick([0, 0.05]);
+  const cap = rng.pick([1_000, 1_000, 1_000, 2]);
   const clients: Client[] = [];
   const clientCount = 2 + rng.int(3);
   for (let i = 0; i < clientCount; i++) {
@@ -179,6 +184,7 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       sweepIntervalMs: 0,
       wait,
       failOpen: variant === 'fail-open',
+      maxInFlightPerPrincipal: cap,
       principal: (_native, request) => headerValue(request.headers, 'x-principal'),
       onWarning() {},
     });
@@ -216,7 +222,14 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       code,
       durable,
     };
-    record('ok', a, { answer });
+    const extra: Partial<HistoryEvent> = { answer };
+    if (code === 'capacity') {
+      let peers = 0;
+      for (const other of a.instance.attempts)
+        if (other !== a && other.client.principal === a.client.principal) peers++;
+      extra.inFlightPeers = peers;
+    }
+    record('ok', a, extra);
     finishAttempt(a, isFinal(answer));
   }
 
@@ -436,6 +449,7 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       finalRecords,
       problems,
       steps: step,
+      cap,
       digest,
     };
   } finally {
