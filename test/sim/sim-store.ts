@@ -30,7 +30,7 @@ export type StoreVariant =
 
 export type StoreOpKind = 'claim' | 'heartbeat' | 'complete' | 'release' | 'markUncertain';
 
-/** One store call that reached the store (it was applied), as the checker reads it. */
+/** One store call as the checker reads it: applied (with its real result) or failed before. */
 export interface StoreOp {
   seq: number;
   instance: number;
@@ -43,11 +43,14 @@ export interface StoreOp {
   /** Store time the call was applied at. */
   at: number;
   leaseMs?: number;
-  /** claim: 'acquired' | 'in_progress' | 'completed'; writes: 'true' | 'false'; or 'error'. */
+  /**
+   * claim: 'acquired' | 'in_progress' | 'completed'; writes: 'true' | 'false'; 'error' when the
+   * store threw; 'not-applied' when the call failed before it reached the store.
+   */
   result: string;
   generation?: number;
   /** Whether the engine got the answer: ack, an error after the write (ack-lost), or never (hang). */
-  answer: 'ack' | 'ack-lost' | 'hang' | 'crashed' | 'pending';
+  answer: 'ack' | 'ack-lost' | 'hang' | 'crashed' | 'failed';
 }
 
 /**
@@ -122,10 +125,6 @@ export class SharedStore {
         op,
         key: request.key,
         deliver: (mode) => {
-          if (mode === 'fail') {
-            reject(new StoreUnavailableError(`sim: ${op} failed before it reached the store`));
-            return;
-          }
           const entry: StoreOp = {
             seq: this.log.length,
             instance,
@@ -133,12 +132,16 @@ export class SharedStore {
             key: request.key,
             token: this.tokenId(request.token),
             at: this.now(),
-            result: 'error',
-            answer: mode === 'ack' ? 'ack' : mode === 'ack-lost' ? 'ack-lost' : 'hang',
+            result: mode === 'fail' ? 'not-applied' : 'error',
+            answer: mode === 'fail' ? 'failed' : mode,
           };
           if (request.fingerprint !== undefined) entry.print = this.printId(request.fingerprint);
           if (request.leaseMs !== undefined) entry.leaseMs = request.leaseMs;
           this.log.push(entry);
+          if (mode === 'fail') {
+            reject(new StoreUnavailableError(`sim: ${op} failed before it reached the store`));
+            return;
+          }
           apply().then(
             (value) => {
               entry.result = describe(value);

@@ -17,7 +17,9 @@ const seeds = single === undefined ? Number(process.env.SIM_SEEDS ?? 100_000) : 
 const first = single ?? 1;
 
 describe('T52 deterministic simulation of the engine over a faulty store, clock and network', () => {
-  it(`${seeds} seeds from ${first}: no invariant violated (I1-I5, I7-I9)`, { timeout: 900_000 }, async () => {
+  it(`${seeds} seeds from ${first}: no invariant violated (I1-I5, I7-I9, S8)`, {
+    timeout: 900_000,
+  }, async () => {
     const report = await runSimulation({ first, count: seeds, maxFailures: 5 });
     const lines = report.failures.map(
       (f) =>
@@ -36,6 +38,7 @@ describe('T52 deterministic simulation of the engine over a faulty store, clock 
       // Not vacuous: the faults the spec names were all met, many times.
       const c = report.coverage;
       for (const name of [
+        'claim:failed',
         'claim:ack-lost',
         'claim:hang',
         'claim:crashed',
@@ -119,7 +122,7 @@ describe('T52 deterministic simulation of the engine over a faulty store, clock 
     );
   });
 
-  it('the checker sees a lost acknowledgement and a second original result (I7, I1, I3)', async () => {
+  it('the checker sees a lost acknowledgement, a second original result and a leaked place (I7, I1, I3, S8)', async () => {
     // Tamper with a good run after the fact: the store forgets the result it answered.
     for (let seed = 1; seed <= 200; seed++) {
       const run = await runSeed(seed);
@@ -132,8 +135,15 @@ describe('T52 deterministic simulation of the engine over a faulty store, clock 
         attempt: 1e6,
         answer: { ...ok, body: ok.body.replace('"exec":', '"exec":1') },
       });
+      // And an instance refuses a caller for capacity while none of its places is taken.
+      run.history.push({
+        ...answered,
+        attempt: 1e6 + 1,
+        answer: { ...ok, status: 429, code: 'capacity' },
+        inFlightPeers: 0,
+      });
       const kinds = new Set(check(run).violations.map((v) => v.invariant));
-      assert.ok(kinds.has('I7') && kinds.has('I1') && kinds.has('I3'), [...kinds].join(','));
+      for (const kind of ['I7', 'I1', 'I3', 'S8'] as const) assert.ok(kinds.has(kind), [...kinds].join(','));
       return;
     }
     assert.fail('no seed in 1..200 answered a durable 201');
