@@ -50,6 +50,7 @@ export interface HistoryEvent {
   attempt: number;
   instance: number;
   scope: string;
+  /** The caller: `tenant/principal`. */
   principal: string;
   body: string;
   answer?: Answer;
@@ -90,7 +91,10 @@ export interface RunResult {
 
 interface Client {
   id: number;
+  tenant: string;
   principal: string;
+  /** Tenant and principal, as the history and the answers name the caller. */
+  caller: string;
   key: string;
   body: string;
   attemptsLeft: number;
@@ -125,8 +129,8 @@ const PRINCIPALS = ['alice', 'bob'];
 const KEYS = ['k1', 'k2'];
 const PATH = '/pay';
 
-export function scopeOf(principal: string, key: string): string {
-  return scopeHash({ tenant: '', principal, method: 'POST', path: PATH, key });
+export function scopeOf(tenant: string, principal: string, key: string): string {
+  return scopeHash({ tenant, principal, method: 'POST', path: PATH, key });
 }
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -158,11 +162,14 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
   for (let i = 0; i < clientCount; i++) {
     // Mostly one hot scope, so clients meet; sometimes another principal or key.
     const principal = rng.chance(0.75) ? 'alice' : rng.pick(PRINCIPALS);
+    const tenant = rng.chance(0.1) ? 'acme' : '';
     const key = rng.chance(0.75) ? 'k1' : rng.pick(KEYS);
     const body = rng.chance(0.15) ? '{"amount":999}' : '{"amount":1}';
     clients.push({
       id: i,
+      tenant,
       principal,
+      caller: `${tenant}/${principal}`,
       key,
       body,
       attemptsLeft: 2 + rng.int(4),
@@ -186,6 +193,7 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       failOpen: variant === 'fail-open',
       maxInFlightPerPrincipal: cap,
       principal: (_native, request) => headerValue(request.headers, 'x-principal'),
+      tenant: (_native, request) => headerValue(request.headers, 'x-tenant'),
       onWarning() {},
     });
     instances.push({ id, engine, conn, dead: false, running: new Set(), attempts: new Set() });
@@ -199,8 +207,8 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       client: c.id,
       attempt: a.id,
       instance: a.instance.id,
-      scope: scopeOf(c.principal, c.key),
-      principal: c.principal,
+      scope: scopeOf(c.tenant, c.principal, c.key),
+      principal: c.caller,
       body: c.body,
       ...extra,
     });
@@ -226,7 +234,7 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
     if (code === 'capacity') {
       let peers = 0;
       for (const other of a.instance.attempts)
-        if (other !== a && other.client.principal === a.client.principal) peers++;
+        if (other !== a && other.client.caller === a.client.caller) peers++;
       extra.inFlightPeers = peers;
     }
     record('ok', a, extra);
@@ -244,7 +252,12 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       method: 'POST',
       path: PATH,
       query: '',
-      headers: { 'idempotency-key': c.key, 'x-principal': c.principal, 'content-type': 'application/json' },
+      headers: {
+        'idempotency-key': c.key,
+        'x-principal': c.principal,
+        'x-tenant': c.tenant,
+        'content-type': 'application/json',
+      },
       body: Buffer.from(c.body),
     };
     let d: Decision;
@@ -262,13 +275,13 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
     if (a.closed) return;
     if (d.kind === 'bypass') {
       // As an adapter does: the handler runs without idemkit (only `failOpen` gets here).
-      const scope = scopeOf(c.principal, c.key);
+      const scope = scopeOf(c.tenant, c.principal, c.key);
       const exec: Execution = {
         id: executions.length + 1,
         instance: inst.id,
         attempt: a.id,
         scope,
-        principal: c.principal,
+        principal: c.caller,
         body: c.body,
         generation: 0,
         claimToken: -1,
@@ -278,7 +291,7 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       executions.push(exec);
       await gate(inst);
       if (a.closed) return;
-      const body = JSON.stringify({ principal: c.principal, body: c.body, exec: exec.id });
+      const body = JSON.stringify({ principal: c.caller, body: c.body, exec: exec.id });
       respond(a, { status: 201, headers: [], body: Buffer.from(body) }, 'bypass', true);
       return;
     }
@@ -293,7 +306,7 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       instance: inst.id,
       attempt: a.id,
       scope: d.key,
-      principal: c.principal,
+      principal: c.caller,
       body: c.body,
       generation: d.ctx.fencingToken,
       claimToken: matched ? ack.token : -1,
@@ -316,7 +329,7 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       if (rng.chance(failAfter)) {
         result = await d.abort(new Error('sim: the handler failed after its effect'));
       } else {
-        const body = JSON.stringify({ principal: c.principal, body: c.body, exec: exec.id });
+        const body = JSON.stringify({ principal: c.caller, body: c.body, exec: exec.id });
         result = await d.commit({
           status: 201,
           headers: [['content-type', 'application/json']],
@@ -423,17 +436,14 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       string,
       { state: string; status: number | undefined; body: string | undefined }
     >();
-    for (const p of PRINCIPALS) {
-      for (const k of KEYS) {
-        const key = scopeOf(p, k);
-        const r = await store.inner.get(key);
-        if (r) {
-          finalRecords.set(key, {
-            state: r.state,
-            status: r.response?.status,
-            body: r.response ? Buffer.from(r.response.body).toString('utf8') : undefined,
-          });
-        }
+    for (const key of new Set(clients.map((c) => scopeOf(c.tenant, c.principal, c.key)))) {
+      const r = await store.inner.get(key);
+      if (r) {
+        finalRecords.set(key, {
+          state: r.state,
+          status: r.response?.status,
+          body: r.response ? Buffer.from(r.response.body).toString('utf8') : undefined,
+        });
       }
     }
     await cleanUp(instances, store, time, problems);
