@@ -9,7 +9,7 @@ import type { RunResult } from './world.js';
  */
 
 export interface Violation {
-  invariant: 'I1' | 'I2' | 'I3' | 'I4' | 'I5' | 'I7' | 'I8' | 'I9' | 'S8' | 'harness';
+  invariant: 'I1' | 'I2' | 'I3' | 'I4' | 'I5' | 'I6' | 'I7' | 'I8' | 'I9' | 'S8' | 'harness';
   detail: string;
 }
 
@@ -38,6 +38,7 @@ export function check(run: RunResult): Verdict {
     violations.push({ invariant, detail });
   };
   for (const p of run.problems) flag('harness', p);
+  for (const u of run.unresolved) flag('I6', `${u}: no final answer after the faults healed`);
 
   // The store log against the lease protocol (I1 at the store, I4 at takeover, I8).
   const refs = new Map<string, Ref>();

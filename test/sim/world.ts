@@ -24,6 +24,10 @@ export const LEASE_MS = 10_000;
 export const RETENTION_MS = 10 * 86_400_000;
 export const STORE_TIMEOUT_MS = 2_000;
 const MAX_STEPS = 700;
+/** After the faults heal: attempts each unfinished client gets, and the steps they have. */
+const HEALED_ATTEMPTS = 60;
+const RETRY_AFTER_MS = 1_000;
+const HEALED_STEPS = 3_000;
 const MAX_INSTANCES = 4;
 const STORE_EPOCH = 1_700_000_000_000;
 
@@ -83,6 +87,8 @@ export interface RunResult {
   finalRecords: Map<string, { state: string; status: number | undefined; body: string | undefined }>;
   /** Harness-level problems: the engine threw, the run did not finish within its step bound. */
   problems: string[];
+  /** Clients without a final answer after the faults healed and they retried (I6). */
+  unresolved: string[];
   steps: number;
   /** The engines' `maxInFlightPerPrincipal` in this run. */
   cap: number;
@@ -101,6 +107,8 @@ interface Client {
   duplicatesLeft: number;
   outstanding: number;
   done: boolean;
+  /** Virtual time before which the client does not retry (after the faults heal: Retry-After). */
+  readyAt: number;
 }
 
 interface Attempt {
@@ -146,6 +154,7 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
   const history: HistoryEvent[] = [];
   const executions: Execution[] = [];
   const problems: string[] = [];
+  const unresolved: string[] = [];
   const instances: Instance[] = [];
   const gates: Gate[] = [];
   let step = 0;
@@ -176,6 +185,7 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       duplicatesLeft: rng.chance(0.3) ? 1 : 0,
       outstanding: 0,
       done: false,
+      readyAt: 0,
     });
   }
 
@@ -214,11 +224,15 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
     });
   }
 
+  let healing = false;
+
   function finishAttempt(a: Attempt, final: boolean): void {
     a.closed = true;
     a.instance.attempts.delete(a);
     a.client.outstanding--;
     if (final) a.client.done = true;
+    // Once the faults heal, clients retry as a polite client does: a second later.
+    else if (healing) a.client.readyAt = time.now + RETRY_AFTER_MS;
   }
 
   function respond(a: Attempt, response: EngineResponse, code: string, durable: boolean): void {
@@ -384,53 +398,78 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
     for (let i = 0; i < first; i++) startInstance();
     let crashes = 0;
     let jumps = 0;
-    for (; step < MAX_STEPS; step++) {
-      await tick();
-      const active = clients.some((c) => !c.done && (c.outstanding > 0 || c.attemptsLeft > 0));
-      if (!active) break;
-      const live = instances.filter((i) => !i.dead);
-      // Candidate actions and their weights; the scheduler picks one.
-      const actions: (() => void)[] = [];
-      const weights: number[] = [];
-      const offer = (weight: number, action: () => void): void => {
-        if (weight <= 0) return;
-        actions.push(action);
-        weights.push(weight);
-      };
-      store.parked.forEach((_, index) => {
-        offer(3, () => store.take(index).deliver(deliveryMode()));
-      });
-      gates.forEach((g, index) => {
-        offer(3, () => {
-          gates.splice(index, 1);
-          g.open();
+    /**
+     * Runs steps until no client has anything left to do, or `limit` steps. `healed`: the faults
+     * are over (every store call is answered, no crash, no clock jump).
+     */
+    const phase = async (limit: number, healed: boolean): Promise<boolean> => {
+      for (let taken = 0; taken < limit; taken++, step++) {
+        await tick();
+        const active = clients.some((c) => !c.done && (c.outstanding > 0 || c.attemptsLeft > 0));
+        if (!active) return true;
+        const live = instances.filter((i) => !i.dead);
+        // Candidate actions and their weights; the scheduler picks one.
+        const actions: (() => void)[] = [];
+        const weights: number[] = [];
+        const offer = (weight: number, action: () => void): void => {
+          if (weight <= 0) return;
+          actions.push(action);
+          weights.push(weight);
+        };
+        store.parked.forEach((_, index) => {
+          offer(3, () => store.take(index).deliver(healed ? 'ack' : deliveryMode()));
         });
-      });
-      if (live.length > 0) {
-        for (const c of clients) {
-          if (c.done) continue;
-          if (c.outstanding === 0 && c.attemptsLeft > 0) offer(2, () => send(c, false));
-          if (c.outstanding > 0 && c.duplicatesLeft > 0) offer(0.3, () => send(c, true));
+        gates.forEach((g, index) => {
+          offer(3, () => {
+            gates.splice(index, 1);
+            g.open();
+          });
+        });
+        if (live.length > 0) {
+          for (const c of clients) {
+            if (c.done) continue;
+            if (c.outstanding === 0 && c.attemptsLeft > 0 && c.readyAt <= time.now)
+              offer(2, () => send(c, false));
+            if (c.outstanding > 0 && c.duplicatesLeft > 0) offer(0.3, () => send(c, true));
+          }
         }
+        if (!healed) {
+          offer(time.pending > 0 ? 1 : 0.2, () => time.advance(rng.pick([5, 60, 500, 2_500, 12_000])));
+        } else if (store.parked.length === 0 && gates.length === 0) {
+          // Healed, the network is prompt too: time passes only while nothing is in flight, and
+          // never a whole store timeout at once.
+          offer(1, () => time.advance(rng.pick([5, 60, 500, 1_000])));
+        }
+        if (!healed && jumps < 3) {
+          offer(0.3, () => {
+            jumps++;
+            storeSkew += rng.pick([-3_000, 4_000, 11_000, 25_000]);
+          });
+        }
+        if (!healed && crashes < 2 && live.length > 0) {
+          offer(0.25, () => {
+            crashes++;
+            crash(rng.pick(live));
+          });
+        }
+        if (instances.length < MAX_INSTANCES) offer(live.length === 0 ? 5 : healed ? 0 : 0.15, startInstance);
+        const chosen = actions[rng.weighted(weights)];
+        chosen?.();
       }
-      offer(time.pending > 0 ? 1 : 0.2, () => time.advance(rng.pick([5, 60, 500, 2_500, 12_000])));
-      if (jumps < 3) {
-        offer(0.3, () => {
-          jumps++;
-          storeSkew += rng.pick([-3_000, 4_000, 11_000, 25_000]);
-        });
-      }
-      if (crashes < 2 && live.length > 0) {
-        offer(0.25, () => {
-          crashes++;
-          crash(rng.pick(live));
-        });
-      }
-      if (instances.length < MAX_INSTANCES) offer(live.length === 0 ? 5 : 0.15, startInstance);
-      const chosen = actions[rng.weighted(weights)];
-      chosen?.();
+      return false;
+    };
+    if (!(await phase(MAX_STEPS, false))) problems.push(`the run did not settle within ${MAX_STEPS} steps`);
+    // The faults heal; every client without a final answer retries until it gets one (I6).
+    for (const c of clients) {
+      if (c.done) continue;
+      c.attemptsLeft = HEALED_ATTEMPTS;
+      c.duplicatesLeft = 0;
     }
-    if (step >= MAX_STEPS) problems.push(`the run did not finish within ${MAX_STEPS} steps`);
+    healing = true;
+    await phase(HEALED_STEPS, true);
+    for (const c of clients) {
+      if (!c.done) unresolved.push(`client ${c.id} (${c.caller} ${c.key} ${c.body})`);
+    }
 
     const finalRecords = new Map<
       string,
@@ -458,6 +497,7 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       storeLog: store.log,
       finalRecords,
       problems,
+      unresolved,
       steps: step,
       cap,
       digest,
