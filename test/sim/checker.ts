@@ -6,6 +6,10 @@ import type { RunResult } from './world.js';
  * reached its effect) and the store log (every call that reached the store, with the store time
  * it applied at and its real result, answered or not). The store log is judged against a
  * reference of the lease protocol kept here, not against the store's own code.
+ *
+ * Retention: a result is promised only until it expires. The reference knows when each record
+ * expires; a claim that acquires over an expired result starts a new "epoch" of the scope, and
+ * the answer invariants (I1-I3, I7) are judged per epoch.
  */
 
 export interface Violation {
@@ -16,20 +20,32 @@ export interface Violation {
 export interface Verdict {
   violations: Violation[];
   /**
-   * Measured, not judged: scopes with an answer sent before its result was stored whose result
-   * never reached the store (F3: counted by `non-durable` events, never silent).
+   * Measured, not judged: scope epochs with an answer sent before its result was stored whose
+   * result never reached the store (F3: counted by `non-durable` events, never silent).
    */
   nonDurableScopes: number;
   executions: number;
   takeovers: number;
+  /** Claims that acquired over an expired result (a new epoch of the scope). */
+  expiredResults: number;
 }
 
+/** The reference record of one key, as the lease protocol says it must be. */
 interface Ref {
   state: 'in_progress' | 'completed' | 'uncertain' | 'released';
   owner: number;
   print: number;
   leaseUntil: number;
+  expiresAt: number;
   leaseMs: number;
+  retentionMs: number;
+  epoch: number;
+}
+
+interface Completion {
+  at: number;
+  expiresAt: number;
+  epoch: number;
 }
 
 export function check(run: RunResult): Verdict {
@@ -43,31 +59,46 @@ export function check(run: RunResult): Verdict {
   // The store log against the lease protocol (I1 at the store, I4 at takeover, I8).
   const refs = new Map<string, Ref>();
   /** Tokens whose completion the store accepted (the executions that took effect). */
-  const completedTokens = new Set<number>();
+  const completions = new Map<number, Completion>();
+  const epochOfToken = new Map<number, number>();
   let takeovers = 0;
+  let expiredResults = 0;
   for (const op of run.storeLog) {
     const ref = refs.get(op.key);
     const short = `${op.key.slice(0, 8)} #${op.seq}`;
+    const leaseMs = op.leaseMs ?? 0;
+    const retentionMs = op.retentionMs ?? 0;
     if (op.op === 'claim') {
       if (op.result !== 'acquired') continue;
+      let epoch = ref?.epoch ?? 0;
       if (ref) {
+        const expired = ref.expiresAt <= op.at;
         const live = ref.state === 'in_progress' && op.at < ref.leaseUntil;
-        if (ref.state === 'completed' || ref.state === 'uncertain' || live) {
+        if (expired) {
+          if (ref.state === 'completed' || ref.state === 'uncertain') {
+            expiredResults++;
+            epoch++;
+          }
+        } else if (ref.state === 'completed' || ref.state === 'uncertain' || live) {
           flag(
             'I1',
-            `${short}: claim acquired by token ${op.token} over ${ref.state} token ${ref.owner} (lease until ${ref.leaseUntil}, now ${op.at})`,
+            `${short}: claim acquired by token ${op.token} over ${ref.state} token ${ref.owner} (lease until ${ref.leaseUntil}, expires ${ref.expiresAt}, now ${op.at})`,
           );
         } else if (ref.state === 'in_progress') {
           takeovers++;
           if (ref.print !== op.print) flag('I4', `${short}: takeover by another fingerprint`);
         }
       }
+      epochOfToken.set(op.token, epoch);
       refs.set(op.key, {
         state: 'in_progress',
         owner: op.token,
         print: op.print ?? -1,
-        leaseMs: op.leaseMs ?? 0,
-        leaseUntil: op.at + (op.leaseMs ?? 0),
+        leaseMs,
+        retentionMs,
+        leaseUntil: op.at + leaseMs,
+        expiresAt: op.at + leaseMs + retentionMs,
+        epoch,
       });
       continue;
     }
@@ -77,13 +108,20 @@ export function check(run: RunResult): Verdict {
         'I8',
         `${short}: ${op.op} accepted from token ${op.token}, owner is ${ref?.owner} (${ref?.state})`,
       );
-      if (op.op === 'complete') completedTokens.add(op.token);
+      if (op.op === 'complete') {
+        completions.set(op.token, { at: op.at, expiresAt: op.at + retentionMs, epoch: ref?.epoch ?? 0 });
+      }
       continue;
     }
-    if (op.op === 'heartbeat') ref.leaseUntil = op.at + ref.leaseMs;
-    else if (op.op === 'complete') {
+    if (op.op === 'heartbeat') {
+      ref.leaseUntil = op.at + ref.leaseMs;
+      ref.expiresAt = ref.leaseUntil + retentionMs;
+      continue;
+    }
+    ref.expiresAt = op.at + retentionMs;
+    if (op.op === 'complete') {
       ref.state = 'completed';
-      completedTokens.add(op.token);
+      completions.set(op.token, { at: op.at, expiresAt: ref.expiresAt, epoch: ref.epoch });
     } else if (op.op === 'release') ref.state = 'released';
     else ref.state = 'uncertain';
   }
@@ -110,68 +148,81 @@ export function check(run: RunResult): Verdict {
     }
   }
 
-  // Answers, per scope.
-  const byScope = new Map<string, typeof run.history>();
+  // Results (2xx answers), per scope and epoch: the epoch of the execution that made them.
+  const tokenOfExec = (exec: number): number => run.executions[exec - 1]?.claimToken ?? -1;
+  const groups = new Map<string, { scope: string; epoch: number; results: typeof run.history }>();
   for (const h of run.history) {
-    if (h.type !== 'ok' || !h.answer) continue;
-    const list = byScope.get(h.scope) ?? [];
-    list.push(h);
-    byScope.set(h.scope, list);
+    const answer = h.answer;
+    if (h.type !== 'ok' || !answer || answer.status < 200 || answer.status >= 300) continue;
+    const parsed = JSON.parse(answer.body) as { principal: string; body: string; exec: number };
+    const short = h.scope.slice(0, 8);
+    // I5: an answer made for another caller; I4: an answer to another request's body.
+    if (parsed.principal !== h.principal)
+      flag('I5', `${short}: ${h.principal} got ${parsed.principal}'s answer`);
+    if (parsed.body !== h.body)
+      flag('I4', `${short}: a request with body ${h.body} got the result of ${parsed.body}`);
+    const expected = answer.code === 'replay' ? 'true' : 'false';
+    if (answer.replayed !== expected) {
+      flag(
+        'I3',
+        `${short}: attempt ${h.attempt} (${answer.code}) says Idempotent-Replayed: ${answer.replayed}`,
+      );
+    }
+    const epoch = epochOfToken.get(tokenOfExec(parsed.exec)) ?? -1;
+    const id = `${h.scope}#${epoch}`;
+    const group = groups.get(id) ?? { scope: h.scope, epoch, results: [] };
+    group.results.push(h);
+    groups.set(id, group);
   }
-  let nonDurableScopes = 0;
-  const executionsByScope = new Map<string, number>();
-  for (const e of run.executions) executionsByScope.set(e.scope, (executionsByScope.get(e.scope) ?? 0) + 1);
+  const lastEpoch = new Map<string, number>();
+  for (const ref of refs) lastEpoch.set(ref[0], ref[1].epoch);
 
-  for (const [scope, answers] of byScope) {
-    const short = scope.slice(0, 8);
-    const results = answers.filter((h) => h.answer && h.answer.status >= 200 && h.answer.status < 300);
-    // F3: an answer sent before its result was stored is exempt from I1-I3 and I7 only when that
-    // result never reached the store (the background write did not land before a takeover).
+  let nonDurableScopes = 0;
+  for (const { scope, epoch, results } of groups.values()) {
+    const short = `${scope.slice(0, 8)} epoch ${epoch}`;
+    // F3: an answer sent before its result was stored exempts its epoch from I1-I3 and I7 only
+    // when that result never reached the store (the background write did not land in time).
     const nonDurable = results.some((h) => {
       if (h.answer?.durable !== false) return false;
-      const exec = (JSON.parse(h.answer.body) as { exec: number }).exec;
-      return !completedTokens.has(run.executions[exec - 1]?.claimToken ?? -1);
+      return !completions.has(tokenOfExec((JSON.parse(h.answer.body) as { exec: number }).exec));
     });
-    if (nonDurable) nonDurableScopes++;
-    for (const h of results) {
-      const answer = h.answer as NonNullable<typeof h.answer>;
-      const parsed = JSON.parse(answer.body) as { principal: string; body: string; exec: number };
-      // I5: an answer made for another principal; I4: an answer to another request's body.
-      if (parsed.principal !== h.principal)
-        flag('I5', `${short}: ${h.principal} got ${parsed.principal}'s answer`);
-      if (parsed.body !== h.body)
-        flag('I4', `${short}: a request with body ${h.body} got the result of ${parsed.body}`);
-      const expected = answer.code === 'replay' ? 'true' : 'false';
-      if (answer.replayed !== expected) {
-        flag(
-          'I3',
-          `${short}: attempt ${h.attempt} (${answer.code}) says Idempotent-Replayed: ${answer.replayed}`,
-        );
-      }
+    if (nonDurable) {
+      nonDurableScopes++;
+      continue;
     }
-    if (nonDurable) continue;
-    // I3: every result of the scope has the same status and body; one original at most.
+    // I3: every result has the same status and body; I1: one original at most.
     const distinct = new Set(results.map((h) => `${h.answer?.status} ${h.answer?.body}`));
     if (distinct.size > 1)
       flag('I3', `${short}: ${distinct.size} different results: ${[...distinct].join(' | ')}`);
     const originals = results.filter((h) => h.answer?.code !== 'replay');
     if (originals.length > 1) flag('I1', `${short}: ${originals.length} original (non-replayed) results`);
-    // I2 and I7: a stored result was answered, so one execution took effect and the store keeps it.
-    if (results.length > 0) {
-      const effective = run.executions.filter((e) => e.scope === scope && completedTokens.has(e.claimToken));
-      if (effective.length !== 1)
-        flag('I2', `${short}: answered a result, ${effective.length} effective executions`);
-      const kept = run.finalRecords.get(scope);
-      const answered = results[0]?.answer?.body;
-      if (kept?.state !== 'completed' || kept.body !== answered) {
-        flag('I7', `${short}: answered ${answered}, the store keeps ${kept?.state} ${kept?.body}`);
-      }
+    // I2: a stored result was answered, so exactly one execution of the epoch took effect.
+    const effective = run.executions.filter((e) => {
+      const done = completions.get(e.claimToken);
+      return e.scope === scope && done !== undefined && done.epoch === epoch;
+    });
+    if (effective.length !== 1)
+      flag('I2', `${short}: answered a result, ${effective.length} effective executions`);
+    // I7: the store keeps the answered result until it expires.
+    const answered = results[0]?.answer?.body ?? '';
+    const exec = (JSON.parse(answered) as { exec: number }).exec;
+    const done = completions.get(tokenOfExec(exec));
+    if (!done || lastEpoch.get(scope) !== epoch || done.expiresAt <= run.endStoreTime) continue;
+    const kept = run.finalRecords.get(scope);
+    if (kept?.state !== 'completed' || kept.body !== answered) {
+      flag('I7', `${short}: answered ${answered}, the store keeps ${kept?.state} ${kept?.body}`);
     }
   }
-  // I1 over effects: at most one execution per scope took effect (its completion was accepted).
-  for (const scope of executionsByScope.keys()) {
-    const effective = run.executions.filter((e) => e.scope === scope && completedTokens.has(e.claimToken));
-    if (effective.length > 1) flag('I1', `${scope.slice(0, 8)}: ${effective.length} executions took effect`);
+  // I1 over effects: at most one execution per scope and epoch took effect.
+  const effectiveByEpoch = new Map<string, number>();
+  for (const e of run.executions) {
+    const done = completions.get(e.claimToken);
+    if (!done) continue;
+    const id = `${e.scope}#${done.epoch}`;
+    effectiveByEpoch.set(id, (effectiveByEpoch.get(id) ?? 0) + 1);
   }
-  return { violations, nonDurableScopes, executions: run.executions.length, takeovers };
+  for (const [id, count] of effectiveByEpoch) {
+    if (count > 1) flag('I1', `${id.slice(0, 8)} epoch ${id.split('#')[1]}: ${count} executions took effect`);
+  }
+  return { violations, nonDurableScopes, executions: run.executions.length, takeovers, expiredResults };
 }

@@ -62,6 +62,7 @@ for (const failure of report.failures) {
 console.log(
   `${report.seeds} seeds in ${(report.ms / 1000).toFixed(1)} s (${Math.round(report.seedsPerSecond)} seeds/s), ` +
     `${report.failures.length} failing, ${report.executions} executions, ${report.takeovers} takeovers, ` +
+    `${report.expiredResults} expired results, ` +
     `${report.nonDurableScopes} non-durable scopes`,
 );
 if (values.coverage) {

@@ -8,6 +8,8 @@ export interface SimulationReport {
   failures: { seed: number; violations: Violation[] }[];
   executions: number;
   takeovers: number;
+  /** Claims that acquired over an expired result. */
+  expiredResults: number;
   nonDurableScopes: number;
   /** Counts of what the runs covered, for the report. */
   coverage: Record<string, number>;
@@ -30,6 +32,7 @@ export async function runSimulation(options: {
     failures: [],
     executions: 0,
     takeovers: 0,
+    expiredResults: 0,
     nonDurableScopes: 0,
     coverage: {},
   };
@@ -44,6 +47,7 @@ export async function runSimulation(options: {
     report.seeds++;
     report.executions += verdict.executions;
     report.takeovers += verdict.takeovers;
+    report.expiredResults += verdict.expiredResults;
     report.nonDurableScopes += verdict.nonDurableScopes;
     for (const op of run.storeLog) count(`${op.op}:${op.answer}`);
     for (const h of run.history) {

@@ -43,6 +43,7 @@ export interface StoreOp {
   /** Store time the call was applied at. */
   at: number;
   leaseMs?: number;
+  retentionMs?: number;
   /**
    * claim: 'acquired' | 'in_progress' | 'completed'; writes: 'true' | 'false'; 'error' when the
    * store threw; 'not-applied' when the call failed before it reached the store.
@@ -114,7 +115,7 @@ export class SharedStore {
   park<T>(
     instance: number,
     op: StoreOpKind,
-    request: { key: string; token: string; leaseMs?: number; fingerprint?: string },
+    request: { key: string; token: string; leaseMs?: number; retentionMs?: number; fingerprint?: string },
     apply: () => Promise<T>,
     onAck: (value: T) => void,
   ): Promise<T> {
@@ -137,6 +138,7 @@ export class SharedStore {
           };
           if (request.fingerprint !== undefined) entry.print = this.printId(request.fingerprint);
           if (request.leaseMs !== undefined) entry.leaseMs = request.leaseMs;
+          if (request.retentionMs !== undefined) entry.retentionMs = request.retentionMs;
           this.log.push(entry);
           if (mode === 'fail') {
             reject(new StoreUnavailableError(`sim: ${op} failed before it reached the store`));

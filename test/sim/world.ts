@@ -22,6 +22,7 @@ import { VirtualTime } from './virtual-time.js';
 
 export const LEASE_MS = 10_000;
 export const RETENTION_MS = 10 * 86_400_000;
+export const SHORT_RETENTION_MS = 20_000;
 export const STORE_TIMEOUT_MS = 2_000;
 const MAX_STEPS = 700;
 /** After the faults heal: attempts each unfinished client gets, and the steps they have. */
@@ -92,6 +93,9 @@ export interface RunResult {
   steps: number;
   /** The engines' `maxInFlightPerPrincipal` in this run. */
   cap: number;
+  retentionMs: number;
+  /** Store time when the history closed (what expired by then is no longer promised). */
+  endStoreTime: number;
   digest: string;
 }
 
@@ -166,6 +170,8 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
   const failBefore = rng.pick([0, 0.1]);
   const failAfter = rng.pick([0, 0.05]);
   const cap = rng.pick([1_000, 1_000, 1_000, 2]);
+  // Short retention in some seeds: results expire during the run, and the sweeper runs.
+  const retentionMs = rng.chance(0.25) ? SHORT_RETENTION_MS : RETENTION_MS;
   const clients: Client[] = [];
   const clientCount = 2 + rng.int(3);
   for (let i = 0; i < clientCount; i++) {
@@ -196,9 +202,9 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       store: conn,
       secret: 'sim-secret-0123456789abcdef',
       leaseMs: LEASE_MS,
-      retentionMs: RETENTION_MS,
+      retentionMs,
       storeTimeoutMs: STORE_TIMEOUT_MS,
-      sweepIntervalMs: 0,
+      sweepIntervalMs: retentionMs === SHORT_RETENTION_MS ? 7_000 : 0,
       wait,
       failOpen: variant === 'fail-open',
       maxInFlightPerPrincipal: cap,
@@ -485,6 +491,7 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
         });
       }
     }
+    const endStoreTime = store.now();
     await cleanUp(instances, store, time, problems);
     const digest = createHash('sha256')
       .update(JSON.stringify({ history, executions, log: store.log, records: [...finalRecords] }))
@@ -500,6 +507,8 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       unresolved,
       steps: step,
       cap,
+      endStoreTime,
+      retentionMs,
       digest,
     };
   } finally {
