@@ -9,7 +9,9 @@ import type { RunResult } from './world.js';
  *
  * Retention: a result is promised only until it expires. The reference knows when each record
  * expires; a claim that acquires over an expired result starts a new "epoch" of the scope, and
- * the answer invariants (I1-I3, I7) are judged per epoch.
+ * the answer invariants (I1-I3, I7) are judged per epoch. Expiry is judged by the store times
+ * the store actually acted at: once any call ran past a record's expiry it may have been swept,
+ * even when the store's clock steps back afterwards (F11).
  */
 
 export interface Violation {
@@ -40,6 +42,11 @@ interface Ref {
   leaseMs: number;
   retentionMs: number;
   epoch: number;
+  /**
+   * A store call (a claim's lazy sweep, a completion's, the sweeper) ran at a store time past
+   * `expiresAt`, so the record may be gone, even if the store's clock later stepped back (F11).
+   */
+  mayBeGone: boolean;
 }
 
 interface Completion {
@@ -64,6 +71,10 @@ export function check(run: RunResult): Verdict {
   let takeovers = 0;
   let expiredResults = 0;
   for (const op of run.storeLog) {
+    if (op.result !== 'not-applied') {
+      for (const r of refs.values()) if (r.expiresAt <= op.at) r.mayBeGone = true;
+    }
+    if (op.op === 'sweep') continue;
     const ref = refs.get(op.key);
     const short = `${op.key.slice(0, 8)} #${op.seq}`;
     const leaseMs = op.leaseMs ?? 0;
@@ -72,7 +83,7 @@ export function check(run: RunResult): Verdict {
       if (op.result !== 'acquired') continue;
       let epoch = ref?.epoch ?? 0;
       if (ref) {
-        const expired = ref.expiresAt <= op.at;
+        const expired = ref.mayBeGone;
         const live = ref.state === 'in_progress' && op.at < ref.leaseUntil;
         if (expired) {
           if (ref.state === 'completed' || ref.state === 'uncertain') {
@@ -99,6 +110,7 @@ export function check(run: RunResult): Verdict {
         leaseUntil: op.at + leaseMs,
         expiresAt: op.at + leaseMs + retentionMs,
         epoch,
+        mayBeGone: false,
       });
       continue;
     }
@@ -113,6 +125,8 @@ export function check(run: RunResult): Verdict {
       }
       continue;
     }
+    // The owner's write was accepted, so the record was still there.
+    ref.mayBeGone = false;
     if (op.op === 'heartbeat') {
       ref.leaseUntil = op.at + ref.leaseMs;
       ref.expiresAt = ref.leaseUntil + retentionMs;
@@ -174,8 +188,11 @@ export function check(run: RunResult): Verdict {
     group.results.push(h);
     groups.set(id, group);
   }
+  /** Per scope, the epoch the store may still hold a result of at the end. */
   const lastEpoch = new Map<string, number>();
-  for (const ref of refs) lastEpoch.set(ref[0], ref[1].epoch);
+  for (const [key, ref] of refs) {
+    if (!ref.mayBeGone && ref.expiresAt > run.endStoreTime) lastEpoch.set(key, ref.epoch);
+  }
 
   let nonDurableScopes = 0;
   for (const { scope, epoch, results } of groups.values()) {
@@ -207,7 +224,7 @@ export function check(run: RunResult): Verdict {
     const answered = results[0]?.answer?.body ?? '';
     const exec = (JSON.parse(answered) as { exec: number }).exec;
     const done = completions.get(tokenOfExec(exec));
-    if (!done || lastEpoch.get(scope) !== epoch || done.expiresAt <= run.endStoreTime) continue;
+    if (!done || lastEpoch.get(scope) !== epoch) continue;
     const kept = run.finalRecords.get(scope);
     if (kept?.state !== 'completed' || kept.body !== answered) {
       flag('I7', `${short}: answered ${answered}, the store keeps ${kept?.state} ${kept?.body}`);

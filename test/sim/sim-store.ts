@@ -28,7 +28,7 @@ export type StoreVariant =
   /** A completion that does not check the owner token: a stale owner's write lands (breaks I8). */
   | 'complete-ignores-owner';
 
-export type StoreOpKind = 'claim' | 'heartbeat' | 'complete' | 'release' | 'markUncertain';
+export type StoreOpKind = 'claim' | 'heartbeat' | 'complete' | 'release' | 'markUncertain' | 'sweep';
 
 /** One store call as the checker reads it: applied (with its real result) or failed before. */
 export interface StoreOp {
@@ -164,6 +164,25 @@ export class SharedStore {
     });
   }
 
+  /** The sweeper's calls are not parked (they decide nothing), but logged: they delete records. */
+  sweep(instance: number, limit: number): Promise<number> {
+    const entry: StoreOp = {
+      seq: this.log.length,
+      instance,
+      op: 'sweep',
+      key: '',
+      token: 0,
+      at: this.now(),
+      result: 'error',
+      answer: 'ack',
+    };
+    this.log.push(entry);
+    return this.inner.sweep(limit).then((deleted) => {
+      entry.result = String(deleted);
+      return deleted;
+    });
+  }
+
   /** Takes a parked call out of the queue (the scheduler then delivers it). */
   take(index: number): ParkedCall {
     const [call] = this.parked.splice(index, 1);
@@ -289,7 +308,7 @@ export class Connection implements IdempotencyStore {
 
   sweep(limit: number): Promise<number> {
     if (this.dead) return this.down('sweep');
-    return this.shared.inner.sweep(limit);
+    return this.shared.sweep(this.instance, limit);
   }
 
   async close(): Promise<void> {}
