@@ -7,7 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { runSimulation } from './run.js';
-import type { RunResult, Variant } from './world.js';
+import { digestOf, type RunResult, type Variant } from './world.js';
 
 const { values } = parseArgs({
   options: {
@@ -51,7 +51,7 @@ const report = await runSimulation({
   variant,
   maxFailures: 10,
   onRun(run, violations) {
-    if (values.digest) console.log(`digest ${run.seed} ${run.digest}`);
+    if (values.digest) console.log(`digest ${run.seed} ${digestOf(run)}`);
     if (values.trace && (count === 1 || violations.length > 0)) trace(run);
   },
 });

@@ -96,7 +96,6 @@ export interface RunResult {
   retentionMs: number;
   /** Store time when the history closed (what expired by then is no longer promised). */
   endStoreTime: number;
-  digest: string;
 }
 
 interface Client {
@@ -493,9 +492,6 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
     }
     const endStoreTime = store.now();
     await cleanUp(instances, store, time, problems);
-    const digest = createHash('sha256')
-      .update(JSON.stringify({ history, executions, log: store.log, records: [...finalRecords] }))
-      .digest('hex');
     return {
       seed,
       variant,
@@ -509,7 +505,6 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       cap,
       endStoreTime,
       retentionMs,
-      digest,
     };
   } finally {
     time.uninstall();
@@ -544,6 +539,16 @@ async function cleanUp(
   }
   if (time.pending > 0)
     problems.push(`engine timers still pending after the run: ${time.describePending().join(', ')}`);
+}
+
+/** A digest of everything a run produced: equal for two runs of one seed on one commit. */
+export function digestOf(run: RunResult): string {
+  const { history, executions, storeLog, finalRecords, endStoreTime, problems, unresolved } = run;
+  return createHash('sha256')
+    .update(
+      JSON.stringify([history, executions, storeLog, [...finalRecords], endStoreTime, problems, unresolved]),
+    )
+    .digest('hex');
 }
 
 function headerOf(response: EngineResponse, name: string): string | undefined {
