@@ -50,6 +50,7 @@ export async function runSimulation(options: {
     report.expiredResults += verdict.expiredResults;
     report.nonDurableScopes += verdict.nonDurableScopes;
     for (const op of run.storeLog) count(`${op.op}:${op.answer}`);
+    for (const point of run.crashPoints) count(`crash at: ${point}`);
     for (const h of run.history) {
       if (h.type === 'fail') count('crash-interrupted attempts');
       if (h.answer) count(`answer:${h.answer.code}${h.answer.durable ? '' : ' (non-durable)'}`);

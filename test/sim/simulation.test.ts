@@ -35,7 +35,7 @@ describe('T52 deterministic simulation of the engine over a faulty store, clock 
     );
     assert.equal(report.failures.length, 0, `violations (replay with SIM_SEED=<seed>):\n${lines.join('\n')}`);
     assert.equal(report.seeds, seeds);
-    if (single === undefined && seeds >= 1_000) {
+    if (single === undefined && seeds >= 20_000) {
       // Not vacuous: the faults the spec names were all met, many times.
       const c = report.coverage;
       for (const name of [
@@ -56,6 +56,13 @@ describe('T52 deterministic simulation of the engine over a faulty store, clock 
         'answer:capacity',
         'answer:outcome-uncertain',
         'answer:store (non-durable)',
+        // Crashes cut every await point: each store call before and after it applied, the handler.
+        ...['claim', 'heartbeat', 'complete', 'release', 'markUncertain'].flatMap((op) => [
+          `crash at: ${op} applied`,
+          `crash at: ${op} not applied`,
+        ]),
+        'crash at: before effect',
+        'crash at: before commit',
       ]) {
         assert.ok((c[name] ?? 0) > 0, `${name} never happened: ${JSON.stringify(c)}`);
       }

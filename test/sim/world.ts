@@ -88,6 +88,8 @@ export interface RunResult {
   finalRecords: Map<string, { state: string; status: number | undefined; body: string | undefined }>;
   /** Harness-level problems: the engine threw, the run did not finish within its step bound. */
   problems: string[];
+  /** Where each crash found the instance's flows: the await points it cut (for coverage). */
+  crashPoints: string[];
   /** Clients without a final answer after the faults healed and they retried (I6). */
   unresolved: string[];
   steps: number;
@@ -133,6 +135,8 @@ interface Instance {
 
 interface Gate {
   instance: Instance;
+  /** The handler's await point: 'before effect', 'before commit', 'bypassed handler'. */
+  label: string;
   open: () => void;
 }
 
@@ -158,6 +162,7 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
   const executions: Execution[] = [];
   const problems: string[] = [];
   const unresolved: string[] = [];
+  const crashPoints: string[] = [];
   const instances: Instance[] = [];
   const gates: Gate[] = [];
   let step = 0;
@@ -260,8 +265,8 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
     finishAttempt(a, isFinal(answer));
   }
 
-  function gate(instance: Instance): Promise<void> {
-    return new Promise((open) => gates.push({ instance, open }));
+  function gate(instance: Instance, label: string): Promise<void> {
+    return new Promise((open) => gates.push({ instance, label, open }));
   }
 
   async function serve(a: Attempt): Promise<void> {
@@ -308,7 +313,7 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
         downstreamKey: downstreamKeyFor(scope),
       };
       executions.push(exec);
-      await gate(inst);
+      await gate(inst, 'bypassed handler');
       if (a.closed) return;
       const body = JSON.stringify({ principal: c.caller, body: c.body, exec: exec.id });
       respond(a, { status: 201, headers: [], body: Buffer.from(body) }, 'bypass', true);
@@ -332,7 +337,7 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       effect: false,
     };
     executions.push(exec);
-    await gate(inst);
+    await gate(inst, 'before effect');
     if (a.closed) return;
     let result: Awaited<ReturnType<ExecuteDecision['commit']>>;
     if (rng.chance(failBefore)) {
@@ -342,7 +347,7 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       d.ctx.effectsStarted();
       exec.effect = true;
       exec.downstreamKey = d.ctx.downstreamKey();
-      await gate(inst);
+      await gate(inst, 'before commit');
       if (a.closed) return;
       inst.running.delete(d);
       if (rng.chance(failAfter)) {
@@ -379,17 +384,26 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       finishAttempt(a, false);
     }
     // Its parked calls: some had reached the store, none is ever answered.
+    const before = crashPoints.length;
     for (let i = store.parked.length - 1; i >= 0; i--) {
       const call = store.parked[i];
       if (call?.instance !== inst.id) continue;
       store.take(i);
-      if (rng.chance(0.5)) {
+      const applied = rng.chance(0.5);
+      crashPoints.push(`${call.op} ${applied ? 'applied' : 'not applied'}`);
+      if (applied) {
         call.deliver('hang');
         const entry = store.log[store.log.length - 1];
         if (entry) entry.answer = 'crashed';
       }
     }
-    for (let i = gates.length - 1; i >= 0; i--) if (gates[i]?.instance === inst) gates.splice(i, 1);
+    for (let i = gates.length - 1; i >= 0; i--) {
+      const g = gates[i];
+      if (g?.instance !== inst) continue;
+      crashPoints.push(g.label);
+      gates.splice(i, 1);
+    }
+    if (crashPoints.length === before) crashPoints.push('idle');
   }
 
   function deliveryMode(): Delivery {
@@ -501,6 +515,7 @@ export async function runSeed(seed: number, variant: Variant = 'correct'): Promi
       finalRecords,
       problems,
       unresolved,
+      crashPoints,
       steps: step,
       cap,
       endStoreTime,
