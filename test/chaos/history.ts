@@ -22,6 +22,8 @@ export interface Attempt {
   principal: string;
   /** The request body (small JSON): the final phase re-sends it. */
   body: string;
+  /** The query string of /pay (part of the fingerprint): the final and verify phases re-send it. */
+  query?: string;
   bodySha: string;
   /** A request that reuses a key with another body on purpose (expects 422). */
   mutated: boolean;
@@ -112,6 +114,7 @@ export class RecordingClient {
         key: op.key,
         principal: op.principal,
         body: op.body,
+        ...(op.query ? { query: op.query } : {}),
         bodySha,
         mutated: op.mutated ?? false,
         attempt,

@@ -220,7 +220,12 @@ async function finalPhase(dir: string, targets: string[], until: number): Promis
     for (const attempts of pending) {
       if (monoMs() >= until) return;
       const first = attempts[0] as (typeof attempts)[number];
-      await client.run({ key: first.key, principal: first.principal, body: first.body });
+      await client.run({
+        key: first.key,
+        principal: first.principal,
+        body: first.body,
+        ...(first.query ? { query: first.query } : {}),
+      });
     }
   }
 }
@@ -245,7 +250,12 @@ async function verifyPhase(dir: string, targets: string[]): Promise<void> {
     Array.from({ length: 8 }, async () => {
       for (let next = queue.shift(); next; next = queue.shift()) {
         const first = next[0] as (typeof next)[number];
-        await client.run({ key: first.key, principal: first.principal, body: first.body });
+        await client.run({
+          key: first.key,
+          principal: first.principal,
+          body: first.body,
+          ...(first.query ? { query: first.query } : {}),
+        });
       }
     }),
   );
