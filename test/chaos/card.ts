@@ -16,10 +16,16 @@ export function formatCard(result: ChaosResult, commit = ''): string {
     `machine: ${process.arch}, Node ${process.versions.node}${commit ? `, commit ${commit}` : ''}; seed ${o.seed}`,
     '-- load held',
     `  ${v.scopes} keys, ${v.attempts} requests, ${o.workers} retrying clients × ${o.suts} server processes; lease ${o.leaseMs} ms`,
+    `  clients: ${o.attemptTimeoutMs} ms per attempt, ${o.ejectMs > 0 ? `a failed server passed over for ${o.ejectMs} ms` : 'strict rotation over the servers'}`,
     baseline ? `  baseline (no faults) ${phase(baseline)}` : '  baseline: not run',
     `  under faults         ${phase(faulted)}`,
-    ratio === undefined ? '' : `  throughput under faults / baseline: ${(ratio * 100).toFixed(0)} %`,
+    ratio === undefined
+      ? ''
+      : `  throughput under faults / baseline: ${(ratio * 100).toFixed(0)} % (target ≥ 50 %: ${ratio >= 0.5 ? 'PASS' : 'MISS'})`,
     `  p99 healthy windows ${Math.round(result.healthy.p99)} ms, in fault windows ${Math.round(result.faultyWindows.p99)} ms; max ${Math.round(v.maxLatencyMs)} ms`,
+    baseline && baseline.p99 > 0
+      ? `  p99 healthy windows / baseline p99: ${(result.healthy.p99 / baseline.p99).toFixed(2)}× (target ≤ 2×: ${result.healthy.p99 <= 2 * baseline.p99 ? 'PASS' : 'MISS'})`
+      : '',
     `  final phase: ${(result.finalPhaseMs / 1000).toFixed(1)} s`,
     '-- faults survived',
     `  kill -9 of a SUT ${f.kill}, SIGSTOP ${f.pause}, store kill -9 + restart ${f['store-restart']}, store cuts ${f.cut}, store latency ${f.latency}, restarts under faketime ±30 s ${f.skew}; SUT starts ${result.sutStarts}`,

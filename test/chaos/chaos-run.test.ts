@@ -27,6 +27,10 @@ async function shortRun(
     suts: store === 'sqlite' ? 4 : CHAOS_DEFAULTS.suts,
     // Bounded in count as well as in time.
     operationsPerWorker: 2_000,
+    // The harshest clients: strict rotation and long attempts, so half of all attempts land on a
+    // faulted server (the full runs pass a failed server over, as a load balancer would).
+    attemptTimeoutMs: 5_000,
+    ejectMs: 0,
     seed: SEED,
     ...overrides,
   });

@@ -19,6 +19,8 @@ export interface WorkerSettings {
   stopAt: number;
   timeoutMs: number;
   deadlineMs: number;
+  /** How long a target that failed is passed over (RecorderOptions.ejectMs). */
+  ejectMs: number;
   /** Share of operations followed by one request that reuses the key with another body. */
   mutateShare: number;
   /** Share of operations whose key the paired worker (other principal) uses too. */
@@ -53,6 +55,7 @@ if (process.env.CHAOS_WORKER) {
     phase: 'load',
     timeoutMs: settings.timeoutMs,
     deadlineMs: settings.deadlineMs,
+    ejectMs: settings.ejectMs,
     retries: 4,
   });
   process.stdout.write('READY\n');

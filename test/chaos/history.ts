@@ -81,12 +81,19 @@ export interface RecorderOptions {
   timeoutMs: number;
   deadlineMs: number;
   retries: number;
+  /**
+   * How long a target that failed (no answer, a reset, a timeout, a 5xx) is passed over, as a
+   * load balancer's outlier ejection would; 0 keeps strict rotation.
+   */
+  ejectMs?: number;
 }
 
 /** One operation at a time through idemkit/client, every attempt recorded. */
 export class RecordingClient {
   private readonly options: RecorderOptions;
   private turn = 0;
+  /** Target → monotonic ms until which it is passed over. */
+  private readonly ejectedUntil = new Map<string, number>();
 
   constructor(options: RecorderOptions) {
     this.options = options;
@@ -103,7 +110,7 @@ export class RecordingClient {
     let attempt = 0;
     const recording: typeof fetch = async (input, init) => {
       attempt++;
-      const target = options.targets[(this.turn++ + attempt) % options.targets.length] as string;
+      const target = this.pickTarget(attempt);
       const request = new Request(input, init);
       const url = new URL(request.url);
       const headers = new Headers(request.headers);
@@ -147,8 +154,10 @@ export class RecordingClient {
           ...(typeof json?.principal === 'string' ? { answeredPrincipal: json.principal } : {}),
         });
         record(options.file, entry, attempts);
+        if (response.status === 503) this.eject(target);
         return new Response(bytes, { status: response.status, headers: response.headers });
       } catch (error) {
+        this.eject(target);
         entry.done = monoMs();
         entry.error =
           (error as Error).name === 'AbortError' ? 'timeout' : String((error as Error).message ?? error);
@@ -179,6 +188,25 @@ export class RecordingClient {
       await client.close?.();
     }
     return attempts;
+  }
+
+  /** Round robin over the targets not ejected; every target when all are. */
+  private pickTarget(attempt: number): string {
+    const { targets } = this.options;
+    const now = monoMs();
+    for (let i = 0; i < targets.length; i++) {
+      const target = targets[(this.turn + attempt + i) % targets.length] as string;
+      if ((this.ejectedUntil.get(target) ?? 0) <= now) {
+        this.turn++;
+        return target;
+      }
+    }
+    return targets[(this.turn++ + attempt) % targets.length] as string;
+  }
+
+  private eject(target: string): void {
+    const ejectMs = this.options.ejectMs ?? 0;
+    if (ejectMs > 0) this.ejectedUntil.set(target, monoMs() + ejectMs);
   }
 }
 

@@ -3,7 +3,8 @@
  * run (T54) for one store, or every store when --store is absent: a fault-free baseline (a fifth
  * of the time, at most 5 minutes), then the faulted phase, the final phase and the checker's card.
  * Exits 1 on any violation. Other flags: --seconds N (instead of --minutes), --seed N, --workers
- * N, --suts N, --keep (keep the JSONL files), --no-idempotency and --no-fencing (the negative
+ * N, --suts N, --attempt-timeout-ms N (default 2000), --eject-ms N (how long a client passes over
+ * a server that failed it; default 3000, 0 for strict rotation), --keep (keep the JSONL files), --no-idempotency and --no-fencing (the negative
  * controls: they must report violations).
  */
 import { execFileSync } from 'node:child_process';
@@ -21,6 +22,8 @@ const { values } = parseArgs({
     workers: { type: 'string' },
     suts: { type: 'string' },
     keep: { type: 'boolean' },
+    'attempt-timeout-ms': { type: 'string' },
+    'eject-ms': { type: 'string' },
     'no-idempotency': { type: 'boolean' },
     'no-fencing': { type: 'boolean' },
   },
@@ -48,6 +51,8 @@ for (const store of stores) {
     faultMs: totalMs - baselineMs,
     suts: Number(values.suts ?? (store === 'sqlite' ? 4 : CHAOS_DEFAULTS.suts)),
     workers: Number(values.workers ?? CHAOS_DEFAULTS.workers),
+    attemptTimeoutMs: Number(values['attempt-timeout-ms'] ?? CHAOS_DEFAULTS.attemptTimeoutMs),
+    ejectMs: Number(values['eject-ms'] ?? CHAOS_DEFAULTS.ejectMs),
     seed: Number(values.seed ?? Date.now() % 1_000_000),
     idempotency: !values['no-idempotency'],
     fencing: !values['no-fencing'],

@@ -33,6 +33,10 @@ export interface ChaosOptions {
   intervalMs: number;
   leaseMs: number;
   storeTimeoutMs: number;
+  /** The load clients' timeout per attempt. */
+  attemptTimeoutMs: number;
+  /** How long a load client passes over a server that failed it (outlier ejection); 0: never. */
+  ejectMs: number;
   idempotency: boolean;
   fencing: boolean;
   seed: number;
@@ -74,6 +78,10 @@ export const CHAOS_DEFAULTS = {
   intervalMs: 2_000,
   leaseMs: 1_500,
   storeTimeoutMs: 1_000,
+  // Clients as behind a load balancer: a 2 s attempt timeout (30× the healthy p99) and a failed
+  // server passed over for 3 s, shorter than a pause or a cut, so it is tried again mid-fault.
+  attemptTimeoutMs: 2_000,
+  ejectMs: 3_000,
   idempotency: true,
   fencing: true,
   seed: 1,
@@ -119,8 +127,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
             targets,
             operations: options.operationsPerWorker,
             stopAt,
-            timeoutMs: 5_000,
+            timeoutMs: options.attemptTimeoutMs,
             deadlineMs: 25_000,
+            ejectMs: options.ejectMs,
             mutateShare: 0.1,
             sharedKeyShare: 0.1,
           };
