@@ -5,7 +5,8 @@ import { type CellResult, enumerateCrashPoints, formatCells } from './crash-poin
 /*
  * T53 crash-point enumeration: every named point of the pipeline reachable from idemkit's seams
  * (store calls before and after, the handler around its effect, the response write) × SQLite,
- * PostgreSQL, Redis and PostgreSQL in transactional mode × {first attempt, retry}: kill -9
+ * PostgreSQL, Redis, PostgreSQL in transactional mode and DynamoDB (dynalite) × {first attempt,
+ * retry}: kill -9
  * exactly there, restart, let idemkit/client retry; the checker judges each cell (I1–I9). The
  * stores run side by side, each on its own SUT, store table or instance and downstream.
  */
@@ -15,7 +16,7 @@ test('T53 kill -9 at every crash point × store × {first attempt, retry}: every
 }, async (t) => {
   const results: CellResult[] = (
     await Promise.all(
-      (['sqlite', 'postgres', 'redis', 'pg-txn'] as const).map((store) => enumerateCrashPoints(store)),
+      (['sqlite', 'postgres', 'redis', 'pg-txn', 'dynamodb'] as const).map((store) => enumerateCrashPoints(store)),
     )
   ).flat();
   t.diagnostic(formatCells(results));
