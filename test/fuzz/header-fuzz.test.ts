@@ -3,13 +3,14 @@ import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { startGateway } from '../../src/gateway/server.js';
-import { GATEWAY_DEFAULTS, type GatewayConfig } from '../../src/gateway/types.js';
+import type { GatewayConfig } from '../../src/gateway/types.js';
 import { memoryStore } from '../../src/index.js';
 import { type RawResponse, rawRequest } from '../../src/testing/raw-http.js';
 import { serveFetch } from '../../src/testing/serve-fetch.js';
 import { countingStore } from '../../src/testing/store-spy.js';
 import { outsideFieldGrammar, trimOws } from '../support/fuzz-keys.js';
 import { badInputReport } from '../support/fuzz-report.js';
+import { loopbackGatewayConfig } from '../support/gateway-start.js';
 
 /*
  * T46 and T43, fuzzed at the gateway: the headers that choose the scope (Authorization, the
@@ -145,15 +146,7 @@ async function gatewayFor(config: Partial<GatewayConfig>) {
   const upstream = await serveFetch(() => new Response(`{"run":${++runs}}`, { status: 201 }));
   const spy = countingStore(memoryStore(quiet));
   const gateway = await startGateway({
-    config: {
-      ...GATEWAY_DEFAULTS,
-      upstream: upstream.url,
-      port: 0,
-      adminPort: 0,
-      replayHeaders: [],
-      routes: [],
-      ...config,
-    },
+    config: loopbackGatewayConfig(upstream.url, config),
     store: spy.store,
     engine: quiet,
   });

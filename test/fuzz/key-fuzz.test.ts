@@ -5,13 +5,13 @@ import fc from 'fast-check';
 import { withIdempotency } from '../../src/adapters/fetch.js';
 import type { Decision } from '../../src/core/decision.js';
 import { startGateway } from '../../src/gateway/server.js';
-import { GATEWAY_DEFAULTS } from '../../src/gateway/types.js';
 import { createIdempotency, memoryStore } from '../../src/index.js';
 import { rawRequest } from '../../src/testing/raw-http.js';
 import { serveFetch } from '../../src/testing/serve-fetch.js';
 import { countingStore } from '../../src/testing/store-spy.js';
 import { keyFieldLines, keyOracle, outsideFieldGrammar, quoted, trimOws } from '../support/fuzz-keys.js';
 import { badInputReport } from '../support/fuzz-report.js';
+import { loopbackGatewayConfig } from '../support/gateway-start.js';
 
 /*
  * T5 and T46, fuzzed: generated Idempotency-Key field values judged by the rules as written in
@@ -214,14 +214,7 @@ describe(`Idempotency-Key fuzz (seed ${SEED})`, () => {
     });
     const spy = countingStore(memoryStore(quiet));
     const gateway = await startGateway({
-      config: {
-        ...GATEWAY_DEFAULTS,
-        upstream: upstream.url,
-        port: 0,
-        adminPort: 0,
-        replayHeaders: [],
-        routes: [],
-      },
+      config: loopbackGatewayConfig(upstream.url),
       store: spy.store,
       engine: quiet,
     });

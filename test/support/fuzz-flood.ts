@@ -4,8 +4,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { IdempotencyOptions } from '../../src/core/options.js';
 import type { IdempotencyStore } from '../../src/core/store.js';
 import { startGateway } from '../../src/gateway/server.js';
-import { GATEWAY_DEFAULTS } from '../../src/gateway/types.js';
 import { serveFetch } from '../../src/testing/serve-fetch.js';
+import { loopbackGatewayConfig } from './gateway-start.js';
 
 /*
  * A unique-key flood at the gateway (T48): one principal sends a fresh key with every request,
@@ -103,14 +103,7 @@ export async function runFlood(settings: FloodSettings): Promise<FloodResult> {
     }
   });
   const gateway = await startGateway({
-    config: {
-      ...GATEWAY_DEFAULTS,
-      upstream: upstream.url,
-      port: 0,
-      adminPort: 0,
-      replayHeaders: [],
-      routes: [],
-    },
+    config: loopbackGatewayConfig(upstream.url),
     store: settings.store,
     engine: { onWarning() {}, ...settings.engine },
   });

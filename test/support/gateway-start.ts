@@ -5,20 +5,31 @@ import { memoryStore } from '../../src/index.js';
 import type { HttpContractOptions } from '../../src/testing/index.js';
 import { serveFetch } from '../../src/testing/serve-fetch.js';
 
+/**
+ * A gateway configuration for tests: the defaults, on loopback at port 0, no admin listener
+ * bound to a fixed port, no routes and no extra replay headers, in front of `upstream`.
+ */
+export function loopbackGatewayConfig(
+  upstream: string,
+  overrides: Partial<GatewayConfig> = {},
+): GatewayConfig {
+  return {
+    ...GATEWAY_DEFAULTS,
+    upstream,
+    port: 0,
+    adminPort: 0,
+    replayHeaders: [],
+    routes: [],
+    ...overrides,
+  };
+}
+
 /** `start` for the HTTP contract: the reference app as upstream, the gateway in front of it. */
 export function gatewayStart(secret?: string): HttpContractOptions['start'] {
   return async ({ app, options }) => {
     const upstream = await serveFetch((req) => app.fetch(req));
     const running = await startGateway({
-      config: {
-        ...GATEWAY_DEFAULTS,
-        upstream: upstream.url,
-        port: 0,
-        adminPort: 0,
-        replayHeaders: [],
-        routes: [],
-        ...(secret === undefined ? {} : { secret }),
-      },
+      config: loopbackGatewayConfig(upstream.url, secret === undefined ? {} : { secret }),
       store: options.store,
       engine: options,
     });
@@ -39,15 +50,7 @@ export function gatewayStart(secret?: string): HttpContractOptions['start'] {
 export async function gatewayInFrontOfStub(config: Partial<GatewayConfig> = {}) {
   const upstream = await serveFetch(() => new Response('{"id":1}', { status: 201 }));
   const gateway = await startGateway({
-    config: {
-      ...GATEWAY_DEFAULTS,
-      upstream: upstream.url,
-      port: 0,
-      adminPort: 0,
-      routes: [],
-      replayHeaders: [],
-      ...config,
-    },
+    config: loopbackGatewayConfig(upstream.url, config),
     store: memoryStore({ onWarning() {} }),
   });
   after(async () => {
