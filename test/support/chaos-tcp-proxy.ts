@@ -38,26 +38,35 @@ export async function startChaosTcpProxy(target: { host: string; port: number })
     const pair: Pair = { client, upstream, tainted: fault?.kind === 'blackhole' };
     pairs.add(pair);
     const pipe = (from: Socket, to: Socket) => {
-      // Each direction keeps its order under latency: a chunk leaves no earlier than the one before.
-      let lastAt = 0;
+      // One FIFO per direction, drained by one timer: a chunk never overtakes the one before it,
+      // during latency or after heal(). (A timer per chunk does not keep that promise: timers of
+      // different durations due in the same millisecond may fire in either order, and a reordered
+      // byte stream is a fault no real network injects.)
+      const queue: { chunk: Buffer; at: number }[] = [];
+      let timer: NodeJS.Timeout | undefined;
+      const drain = () => {
+        timer = undefined;
+        const now = Date.now();
+        while (queue.length > 0 && (queue[0] as { at: number }).at <= now) {
+          const { chunk } = queue.shift() as { chunk: Buffer };
+          if (!pair.tainted && !to.destroyed) to.write(chunk);
+        }
+        if (queue.length > 0) timer = setTimeout(drain, (queue[0] as { at: number }).at - now);
+      };
       from.on('data', (chunk: Buffer) => {
         if (pair.tainted || fault?.kind === 'blackhole') {
           pair.tainted = true;
           return;
         }
-        if (fault?.kind === 'latency') {
-          const at = Math.max(Date.now() + fault.ms, lastAt);
-          lastAt = at;
-          setTimeout(() => {
-            if (!pair.tainted && !to.destroyed) to.write(chunk);
-          }, at - Date.now());
-        } else if (lastAt > Date.now()) {
-          const at = lastAt;
-          setTimeout(() => {
-            if (!pair.tainted && !to.destroyed) to.write(chunk);
-          }, at - Date.now());
-        } else to.write(chunk);
+        const delay = fault?.kind === 'latency' ? fault.ms : 0;
+        if (delay === 0 && queue.length === 0) {
+          to.write(chunk);
+          return;
+        }
+        queue.push({ chunk, at: Date.now() + delay });
+        timer ??= setTimeout(drain, (queue[0] as { at: number }).at - Date.now());
       });
+      from.once('close', () => clearTimeout(timer));
     };
     pipe(client, upstream);
     pipe(upstream, client);
