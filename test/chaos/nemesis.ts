@@ -10,7 +10,7 @@ import type { StoreEnv } from './stores.js';
  * the run enables; each is logged with its monotonic start and end (faults.jsonl) so every
  * violation traces to a cause. Faults: kill -9 of a SUT (its supervisor restarts it); SIGSTOP
  * for `pauseMs`; a store kill -9 and restart (private servers only); a SUT cut from its store
- * (proxy black hole or reset; for SQLite an injected outage); +latency on a SUT's store link;
+ * (proxy black hole or reset; for SQLite an injected outage of that SUT's store calls); +latency on a SUT's store link;
  * a SUT restarted under faketime ±30 s.
  */
 
@@ -83,10 +83,12 @@ export async function runNemesis(options: NemesisOptions, until: number): Promis
         const proxy = options.store.proxy(sut.settings.name);
         const mode = random() < 0.5 ? 'blackhole' : 'reset';
         if (proxy) proxy.fault({ kind: mode });
-        else for (const s of options.suts) s.current?.signal('SIGUSR1');
+        // SQLite has no link to cut: the chosen SUT's store calls fail instead (one SUT, as a
+        // cut from a network store is).
+        else sut.current?.signal('SIGUSR1');
         await sleep(options.cutMs);
         if (proxy) proxy.heal();
-        else for (const s of options.suts) s.current?.signal('SIGUSR2');
+        else sut.current?.signal('SIGUSR2');
         // An injected outage's window is the one the SUTs log (when the signal was handled).
         if (proxy)
           log({
@@ -96,7 +98,7 @@ export async function runNemesis(options: NemesisOptions, until: number): Promis
             end: monoMs(),
             storeDown: true,
           });
-        else log({ kind: 'store outage (injected)', target: '*', start, end: monoMs() });
+        else log({ kind: 'store outage (injected)', target: sut.settings.name, start, end: monoMs() });
         break;
       }
       case 'latency': {
