@@ -1,7 +1,7 @@
 import { violations } from './checker.js';
 import type { ChaosResult, PhaseLoad } from './run.js';
 
-/** The report card of one run (store × mode), as plain text; every figure comes from the checker. */
+/** The report card of one run (store × SUT kind × mode), as plain text; every figure comes from the checker. */
 export function formatCard(result: ChaosResult, commit = ''): string {
   const { options: o, verdicts: v, faulted, baseline } = result;
   const mode = !o.idempotency
@@ -12,7 +12,7 @@ export function formatCard(result: ChaosResult, commit = ''): string {
   const ratio = baseline && baseline.throughput > 0 ? faulted.throughput / baseline.throughput : undefined;
   const f = result.faults;
   const lines = [
-    `== chaos report card: ${o.store}${mode} ==`,
+    `== chaos report card: ${o.store}, ${o.sut ?? 'app'}${mode} ==`,
     `machine: ${process.arch}, Node ${process.versions.node}${commit ? `, commit ${commit}` : ''}; seed ${o.seed}`,
     '-- load held',
     `  ${v.scopes} keys, ${v.attempts} requests, ${o.workers} retrying clients × ${o.suts} server processes; lease ${o.leaseMs} ms`,

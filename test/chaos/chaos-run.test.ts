@@ -9,7 +9,8 @@ import { CHAOS_DEFAULTS, type ChaosResult, runChaos } from './run.js';
  * T54, the every-run version: a short chaos run per store (a fault-free baseline, then kill -9,
  * SIGSTOP, store restarts, store cuts and latency through the TCP proxy, restarts under
  * faketime ±30 s), the final phase and the checker. Every invariant must hold; the card is
- * printed as a diagnostic. `npm run chaos -- --minutes 20 --store <store>` is the full run the
+ * printed as a diagnostic. The gateway (`idemkit gateway` in front of an upstream app) runs the
+ * same on PostgreSQL, with its own negative control. `npm run chaos -- --minutes 20 --store <store>` is the full run the
  * report card in docs/reliability.md comes from. The seed is printed; CHAOS_SEED replays it.
  */
 
@@ -36,6 +37,19 @@ async function shortRun(
   });
 }
 
+/** Every invariant held, load was acknowledged, and faults of several kinds were injected. */
+function assertHeld(result: ChaosResult): void {
+  assert.deepEqual(
+    Object.entries(violations(result.verdicts)).filter(([, n]) => n > 0),
+    [],
+    `violations (CHAOS_SEED=${SEED}): ${result.verdicts.examples.join('; ')}`,
+  );
+  assert.ok(result.faulted.acknowledged > 100, `${result.faulted.acknowledged} operations acknowledged`);
+  const f = result.faults;
+  assert.ok(f.kill + f.skew >= 1, 'a SUT was killed');
+  assert.ok(f.pause + f.cut + f.latency + f['store-restart'] >= 2, JSON.stringify(f));
+}
+
 describe(`T54 short chaos run per store (CHAOS_SEED=${SEED})`, () => {
   for (const store of ['sqlite', 'postgres', 'redis', 'pg-txn', 'dynamodb'] as const) {
     it(`${store}: every invariant holds through kill -9, pauses, store faults and clock skew`, {
@@ -43,23 +57,39 @@ describe(`T54 short chaos run per store (CHAOS_SEED=${SEED})`, () => {
     }, async (t) => {
       const result = await shortRun(store);
       t.diagnostic(formatCard(result));
-      assert.deepEqual(
-        Object.entries(violations(result.verdicts)).filter(([, n]) => n > 0),
-        [],
-        `violations (CHAOS_SEED=${SEED}): ${result.verdicts.examples.join('; ')}`,
-      );
-      // The run did what it says: load acknowledged, and faults of several kinds injected.
-      assert.ok(result.faulted.acknowledged > 100, `${result.faulted.acknowledged} operations acknowledged`);
-      const f = result.faults;
-      assert.ok(f.kill + f.skew >= 1, 'a SUT was killed');
-      assert.ok(f.pause + f.cut + f.latency + f['store-restart'] >= 2, JSON.stringify(f));
+      assertHeld(result);
     });
   }
+
+  it('postgres, gateway SUT: every invariant holds with idemkit gateway in front of the app', {
+    timeout: 240_000,
+  }, async (t) => {
+    const result = await shortRun('postgres', { sut: 'gateway' });
+    t.diagnostic(formatCard(result));
+    assertHeld(result);
+    // The ledger joined the gateway's forwards to its claims, and ambiguous operations were held.
+    assert.ok(result.verdicts.executions > 100, `${result.verdicts.executions} executions`);
+    assert.ok(result.verdicts.uncertainHeld > 0, 'no ambiguous operation was held uncertain');
+  });
 
   it('negative control: the same run without idempotency shows duplicate executions', {
     timeout: 240_000,
   }, async (t) => {
     const result = await shortRun('sqlite', { idempotency: false, baselineMs: 0, faultMs: 15_000 });
+    t.diagnostic(formatCard(result));
+    assert.ok(result.verdicts.duplicateExecutions > 0, JSON.stringify(violations(result.verdicts)));
+    assert.ok(violationTotal(result) > 0);
+  });
+
+  it('negative control: the gateway as a pure proxy (no method covered) shows duplicate executions', {
+    timeout: 240_000,
+  }, async (t) => {
+    const result = await shortRun('postgres', {
+      sut: 'gateway',
+      idempotency: false,
+      baselineMs: 0,
+      faultMs: 15_000,
+    });
     t.diagnostic(formatCard(result));
     assert.ok(result.verdicts.duplicateExecutions > 0, JSON.stringify(violations(result.verdicts)));
     assert.ok(violationTotal(result) > 0);

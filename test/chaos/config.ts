@@ -13,6 +13,14 @@ import { join } from 'node:path';
 export type ChaosStoreKind = 'sqlite' | 'postgres' | 'redis' | 'pg-txn' | 'dynamodb';
 export const STORE_KINDS: readonly ChaosStoreKind[] = ['sqlite', 'postgres', 'redis', 'pg-txn', 'dynamodb'];
 
+/**
+ * The kind of server under test: `app` is node:http with idemkit's engine (sut.ts); `gateway` is
+ * `idemkit gateway` (startGateway) in front of one shared upstream app (sut-gateway.ts,
+ * sut-upstream.ts).
+ */
+export type SutKind = 'app' | 'gateway';
+export const SUT_KINDS: readonly SutKind[] = ['app', 'gateway'];
+
 /** How a SUT reaches its store (already created: tables, files, instances). */
 export type StoreSpec =
   | { kind: 'sqlite'; path: string }
@@ -27,6 +35,8 @@ export interface SutSettings {
   dir: string;
   store: StoreSpec;
   downstreamUrl: string;
+  /** Gateway SUTs: the upstream app they forward covered requests to. */
+  upstreamUrl?: string;
   /** Fixed port, so a restarted SUT is where the clients look. */
   port: number;
   leaseMs: number;
@@ -37,6 +47,14 @@ export interface SutSettings {
   fencing: boolean;
   /** Crash-point enumeration (T53): SIGKILL self at this point, on its `hit`-th pass for the run. */
   crash?: { point: string; hit: number; onlyRetries: boolean };
+}
+
+/** The upstream app behind the gateway SUTs (sut-upstream.ts). */
+export interface UpstreamSettings {
+  dir: string;
+  downstreamUrl: string;
+  /** False (the negative control): a fresh downstream key per execution. */
+  idempotency: boolean;
 }
 
 /** One JSONL file per writer, so appends from different processes never interleave. */
@@ -56,5 +74,10 @@ export function monoMs(): number {
 
 /** The path every workload request goes to. */
 export const PAY_PATH = '/pay';
+/**
+ * Set by a gateway SUT on every request it forwards (sut-gateway.ts): `<sut> <pid> <generation>
+ * <exec>`, so the upstream's effect entries name the execution the gateway logged.
+ */
+export const EXEC_HEADER = 'x-chaos-exec';
 /** The header a client sends its principal in; the SUT also reads it for `principal()`. */
 export const AUTH_PREFIX = 'Bearer chaos-';

@@ -1,6 +1,7 @@
 /**
- * `npm run chaos -- --minutes 20 --store postgres|redis|sqlite|pg-txn|dynamodb` — the full chaos
- * run (T54) for one store, or every store when --store is absent: a fault-free baseline (a fifth
+ * `npm run chaos -- --minutes 20 --store postgres|redis|sqlite|pg-txn|dynamodb [--sut app|gateway]`
+ * — the full chaos run (T54) for one store, or every store when --store is absent (the gateway has
+ * no transactional mode: with --sut gateway, pg-txn is left out): a fault-free baseline (a fifth
  * of the time, at most 5 minutes), then the faulted phase, the final phase and the checker's card.
  * Exits 1 on any violation. Other flags: --seconds N (instead of --minutes), --seed N, --workers
  * N, --suts N, --attempt-timeout-ms N (default 2000), --eject-ms N (how long a client passes over
@@ -10,7 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { formatCard, violationTotal } from './card.js';
-import { type ChaosStoreKind, STORE_KINDS } from './config.js';
+import { type ChaosStoreKind, STORE_KINDS, SUT_KINDS, type SutKind } from './config.js';
 import { CHAOS_DEFAULTS, runChaos } from './run.js';
 
 const { values } = parseArgs({
@@ -18,6 +19,7 @@ const { values } = parseArgs({
     minutes: { type: 'string' },
     seconds: { type: 'string' },
     store: { type: 'string' },
+    sut: { type: 'string' },
     seed: { type: 'string' },
     workers: { type: 'string' },
     suts: { type: 'string' },
@@ -29,9 +31,15 @@ const { values } = parseArgs({
   },
 });
 const totalMs = values.seconds ? Number(values.seconds) * 1000 : Number(values.minutes ?? 20) * 60_000;
-const stores = values.store ? [values.store as ChaosStoreKind] : STORE_KINDS;
+const sut = (values.sut ?? 'app') as SutKind;
+if (!SUT_KINDS.includes(sut)) throw new Error(`--sut: one of ${SUT_KINDS.join(', ')}`);
+const stores = values.store
+  ? [values.store as ChaosStoreKind]
+  : STORE_KINDS.filter((s) => sut === 'app' || s !== 'pg-txn');
 for (const store of stores) {
   if (!STORE_KINDS.includes(store)) throw new Error(`--store: one of ${STORE_KINDS.join(', ')}`);
+  if (sut === 'gateway' && store === 'pg-txn')
+    throw new Error('--sut gateway has no transactional mode: use --store postgres, not pg-txn');
 }
 const commit = (() => {
   try {
@@ -47,6 +55,7 @@ for (const store of stores) {
   const result = await runChaos({
     ...CHAOS_DEFAULTS,
     store,
+    sut,
     baselineMs,
     faultMs: totalMs - baselineMs,
     suts: Number(values.suts ?? (store === 'sqlite' ? 4 : CHAOS_DEFAULTS.suts)),

@@ -55,8 +55,7 @@ export async function runNemesis(options: NemesisOptions, until: number): Promis
     counts[kind]++;
     switch (kind) {
       case 'kill':
-        sut.kill9();
-        await sleep(50);
+        await sut.kill9();
         await sut.settled();
         log({ kind: 'kill -9', target: sut.settings.name, start, end: monoMs() });
         break;
@@ -122,8 +121,7 @@ export async function runNemesis(options: NemesisOptions, until: number): Promis
         const shift = random() < 0.5 ? '+30s' : '-30s';
         const skewed = sut.skewedStarts;
         sut.nextFaketime = shift;
-        sut.kill9();
-        await sleep(50);
+        await sut.kill9();
         await sut.settled();
         // A start under faketime that failed (no libfaketime) came back unskewed: not a skew.
         if (sut.skewedStarts === skewed) {

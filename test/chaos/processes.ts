@@ -121,17 +121,21 @@ export class SutProcess {
   readonly settings: SutSettings;
   private readonly arms: readonly CrashArm[];
   private readonly restartDelayMs: number;
+  /** The process script: `sut.ts` (the app) or `sut-gateway.ts`. */
+  readonly script: string;
 
   constructor(
     registry: ChildRegistry,
     settings: SutSettings,
     arms: readonly CrashArm[] = [],
     restartDelayMs = 0,
+    script = 'sut.ts',
   ) {
     this.registry = registry;
     this.settings = settings;
     this.arms = arms;
     this.restartDelayMs = restartDelayMs;
+    this.script = script;
   }
 
   get url(): string {
@@ -142,7 +146,7 @@ export class SutProcess {
     const faketime = this.nextFaketime;
     this.nextFaketime = undefined;
     const child = await this.registry.spawn(
-      'sut.ts',
+      this.script,
       { CHAOS_SUT: JSON.stringify(this.settings), CHAOS_ARMS: JSON.stringify(this.arms) },
       faketime ? { faketime } : {},
     );
@@ -158,10 +162,16 @@ export class SutProcess {
     });
   }
 
-  /** kill -9 (the supervisor restarts it). */
-  kill9(): void {
+  /**
+   * kill -9 (the supervisor restarts it); resolves once the exit was seen, so the restart has
+   * begun and `settled()` waits for it (a fixed short sleep missed it on a loaded machine: the
+   * fault went unlogged and a skew uncounted, though the restart under faketime happened).
+   */
+  async kill9(): Promise<void> {
     this.kills++;
-    this.current?.signal('SIGKILL');
+    const child = this.current;
+    child?.signal('SIGKILL');
+    await child?.exited;
   }
 
   /** Resolves once a restart in progress (if any) has finished. */

@@ -5,7 +5,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from '../support/redis-server.js';
 import { check, groupBy, readRun, type Verdicts } from './checker.js';
 import type { WorkerSettings } from './client-worker.js';
-import { type ChaosStoreKind, files, monoMs, type SutSettings } from './config.js';
+import {
+  type ChaosStoreKind,
+  files,
+  monoMs,
+  type SutKind,
+  type SutSettings,
+  type UpstreamSettings,
+} from './config.js';
 import { RecordingClient } from './history.js';
 import { ALL_FAULTS, type FaultCounts, type FaultKind, runNemesis } from './nemesis.js';
 import { ChildRegistry, SutProcess } from './processes.js';
@@ -13,7 +20,8 @@ import { openStoreEnv } from './stores.js';
 
 /*
  * One chaos run (T54): the store, the downstream, the SUTs behind their store proxies, the
- * retrying client workers; a fault-free baseline phase, then the faulted phase with the
+ * retrying client workers (with gateway SUTs, also the upstream app they forward to, never faulted
+ * either); a fault-free baseline phase, then the faulted phase with the
  * nemesis; then everything heals, the final phase retries every unresolved key until it has a
  * final answer (60 s at most), a verify pass re-sends every acknowledged one (it must replay),
  * and the checker judges the files. Every child is stopped by PID at the end, failure or not.
@@ -21,6 +29,8 @@ import { openStoreEnv } from './stores.js';
 
 export interface ChaosOptions {
   store: ChaosStoreKind;
+  /** The servers under test: the app (sut.ts) or the gateway (sut-gateway.ts). @default 'app' */
+  sut?: SutKind;
   /** Fault-free phase, for the throughput baseline; 0 skips it. */
   baselineMs: number;
   /** Faulted phase. */
@@ -88,6 +98,11 @@ export const CHAOS_DEFAULTS = {
 } as const;
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
+  const kind = options.sut ?? 'app';
+  if (kind === 'gateway' && options.store === 'pg-txn')
+    throw new Error(
+      'sut gateway with store pg-txn: the gateway has no transactional mode (its effects happen upstream); use postgres',
+    );
   const dir = mkdtempSync(join(tmpdir(), `idemkit-chaos-${options.store}-`));
   const registry = new ChildRegistry();
   const say = options.onProgress ?? (() => {});
@@ -98,6 +113,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       CHAOS_DOWNSTREAM: JSON.stringify({ dir, latencyMs: 5 }),
     });
     const downstreamUrl = `http://127.0.0.1:${downstream.ready}`;
+    let upstreamUrl: string | undefined;
+    if (kind === 'gateway') {
+      const upstream: UpstreamSettings = { dir, downstreamUrl, idempotency: options.idempotency };
+      const child = await registry.spawn('sut-upstream.ts', { CHAOS_UPSTREAM: JSON.stringify(upstream) });
+      upstreamUrl = `http://127.0.0.1:${child.ready}`;
+    }
     for (let i = 0; i < options.suts; i++) {
       const name = `sut-${String.fromCharCode(97 + i)}`;
       const settings: SutSettings = {
@@ -105,13 +126,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         dir,
         store: await store.specFor(name),
         downstreamUrl,
+        ...(upstreamUrl ? { upstreamUrl } : {}),
         port: await freePort(),
         leaseMs: options.leaseMs,
         storeTimeoutMs: options.storeTimeoutMs,
         idempotency: options.idempotency,
         fencing: options.fencing,
       };
-      suts.push(new SutProcess(registry, settings, [], 100));
+      suts.push(
+        new SutProcess(registry, settings, [], 100, kind === 'gateway' ? 'sut-gateway.ts' : 'sut.ts'),
+      );
     }
     await Promise.all(suts.map((s) => s.start()));
     const targets = suts.map((s) => s.url);
