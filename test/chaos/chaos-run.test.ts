@@ -45,9 +45,9 @@ function assertHeld(result: ChaosResult): void {
     `violations (CHAOS_SEED=${SEED}): ${result.verdicts.examples.join('; ')}`,
   );
   assert.ok(result.faulted.acknowledged > 100, `${result.faulted.acknowledged} operations acknowledged`);
-  const f = result.faults;
-  assert.ok(f.kill + f.skew >= 1, 'a SUT was killed');
-  assert.ok(f.pause + f.cut + f.latency + f['store-restart'] >= 2, JSON.stringify(f));
+  // The nemesis draws kinds from a shuffled bag: three faults are three different kinds.
+  const kinds = Object.values(result.faults).filter((n) => n > 0).length;
+  assert.ok(kinds >= 3, `faults of ${kinds} kinds: ${JSON.stringify(result.faults)}`);
 }
 
 describe(`T54 short chaos run per store (CHAOS_SEED=${SEED})`, () => {

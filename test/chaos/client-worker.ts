@@ -2,7 +2,7 @@
  * A retrying client process of the chaos run: logical operations one after another, each with
  * one key and one body over all its attempts (idemkit/client, full-jitter backoff, a timeout per
  * attempt, a deadline per operation), every attempt in its history file. Env CHAOS_WORKER:
- * WorkerSettings. Stops after `operations`, or at `stopAt` (monotonic ms), whichever is first;
+ * WorkerSettings. Stops after `operations`, or `durationMs` after it started, whichever is first;
  * prints `READY` at start and exits 0 when done.
  */
 import { files, monoMs } from './config.js';
@@ -16,7 +16,8 @@ export interface WorkerSettings {
   prefix: string;
   targets: string[];
   operations: number;
-  stopAt: number;
+  /** How long it starts operations, counted from its own start. */
+  durationMs: number;
   timeoutMs: number;
   deadlineMs: number;
   /** How long a target that failed is passed over (RecorderOptions.ejectMs). */
@@ -58,9 +59,10 @@ if (process.env.CHAOS_WORKER) {
     ejectMs: settings.ejectMs,
     retries: 4,
   });
+  const stopAt = monoMs() + settings.durationMs;
   process.stdout.write('READY\n');
   const mutateEvery = settings.mutateShare > 0 ? Math.round(1 / settings.mutateShare) : 0;
-  for (let n = 0; n < settings.operations && monoMs() < settings.stopAt; n++) {
+  for (let n = 0; n < settings.operations && monoMs() < stopAt; n++) {
     const op = operationOf(settings, n);
     const attempts = await client.run(op);
     if (mutateEvery > 0 && n % mutateEvery === 1 && attempts.some((a) => a.outcome === 'ok')) {

@@ -16,7 +16,9 @@ test('T53 kill -9 at every crash point × store × {first attempt, retry}: every
 }, async (t) => {
   const results: CellResult[] = (
     await Promise.all(
-      (['sqlite', 'postgres', 'redis', 'pg-txn', 'dynamodb'] as const).map((store) => enumerateCrashPoints(store)),
+      (['sqlite', 'postgres', 'redis', 'pg-txn', 'dynamodb'] as const).map((store) =>
+        enumerateCrashPoints(store),
+      ),
     )
   ).flat();
   t.diagnostic(formatCells(results));

@@ -6,8 +6,8 @@ import type { SutProcess } from './processes.js';
 import type { StoreEnv } from './stores.js';
 
 /*
- * The nemesis: one fault at a time, every `intervalMs`, chosen by a seeded random from the kinds
- * the run enables; each is logged with its monotonic start and end (faults.jsonl) so every
+ * The nemesis: one fault at a time, every `intervalMs`, the kinds the run enables in a seeded
+ * shuffled order (each once per round); each is logged with its monotonic start and end (faults.jsonl) so every
  * violation traces to a cause. Faults: kill -9 of a SUT (its supervisor restarts it); SIGSTOP
  * for `pauseMs`; a store kill -9 and restart (private servers only); a SUT cut from its store
  * (proxy black hole or reset; for SQLite an injected outage of that SUT's store calls); +latency on a SUT's store link;
@@ -34,7 +34,10 @@ export type FaultCounts = Record<FaultKind, number>;
 /** Runs faults until `until` (monotonic ms); resolves with the counts once the last one healed. */
 export async function runNemesis(options: NemesisOptions, until: number): Promise<FaultCounts> {
   const counts: FaultCounts = { kill: 0, pause: 0, 'store-restart': 0, cut: 0, latency: 0, skew: 0 };
-  const kinds = options.kinds.filter((k) => k !== 'store-restart' || options.store.restartable);
+  const linked = options.suts.some((s) => options.store.proxy(s.settings.name) !== undefined);
+  const kinds = options.kinds.filter(
+    (k) => (k !== 'store-restart' || options.store.restartable) && (k !== 'latency' || linked),
+  );
   let state = options.seed >>> 0 || 1;
   const random = () => {
     // xorshift32: reproducible from the logged seed.
@@ -44,12 +47,25 @@ export async function runNemesis(options: NemesisOptions, until: number): Promis
     return (state >>> 0) / 4_294_967_296;
   };
   const pick = <T>(list: readonly T[]) => list[Math.floor(random() * list.length)] as T;
+  // Kinds come from a shuffled bag, refilled when empty: every kind once per round, in a random
+  // order, so even a short run (a few faults under load) sees several kinds.
+  let bag: FaultKind[] = [];
+  const nextKind = (): FaultKind => {
+    if (bag.length === 0) {
+      bag = [...kinds];
+      for (let i = bag.length - 1; i > 0; i--) {
+        const j = Math.floor(random() * (i + 1));
+        [bag[i], bag[j]] = [bag[j] as FaultKind, bag[i] as FaultKind];
+      }
+    }
+    return bag.pop() as FaultKind;
+  };
   const log = (window: FaultWindow) =>
     appendFileSync(files.faults(options.dir), `${JSON.stringify(window)}\n`);
 
   while (kinds.length > 0 && monoMs() + options.intervalMs < until) {
     await sleep(options.intervalMs);
-    const kind = pick(kinds);
+    const kind = nextKind();
     const sut = pick(options.suts);
     const start = monoMs();
     counts[kind]++;

@@ -141,7 +141,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const targets = suts.map((s) => s.url);
 
     const phase = async (name: string, durationMs: number, withFaults: boolean) => {
-      const stopAt = monoMs() + durationMs;
+      // The phase starts once every worker is up (spawning 8 under load takes seconds): each
+      // worker counts its `durationMs` from its own start, the nemesis from `started`.
       const workers = await Promise.all(
         Array.from({ length: options.workers }, (_, index) => {
           const settings: WorkerSettings = {
@@ -150,7 +151,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
             prefix: name,
             targets,
             operations: options.operationsPerWorker,
-            stopAt,
+            durationMs,
             timeoutMs: options.attemptTimeoutMs,
             deadlineMs: 25_000,
             ejectMs: options.ejectMs,
@@ -161,6 +162,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         }),
       );
       const started = monoMs();
+      const stopAt = started + durationMs;
       say(`${options.store}: ${name} phase, ${Math.round(durationMs / 1000)} s`);
       const faults = withFaults
         ? runNemesis(
@@ -178,7 +180,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
             stopAt,
           )
         : undefined;
-      // Workers stop starting operations at stopAt; a started one may take its whole deadline.
+      // Workers stop starting operations by stopAt; a started one may take its whole deadline.
       const bound = sleep(durationMs + 40_000).then(() => 'timeout' as const);
       const ended = await Promise.race([Promise.all(workers.map((w) => w.exited)), bound]);
       if (ended === 'timeout') for (const w of workers) w.signal('SIGKILL');
