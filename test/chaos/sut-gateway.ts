@@ -18,35 +18,20 @@
  */
 import { randomUUID } from 'node:crypto';
 import { subscribe } from 'node:diagnostics_channel';
-import { appendFileSync } from 'node:fs';
 import { downstreamKeyFor } from '../../src/core/scope.js';
 import { startGateway } from '../../src/gateway/server.js';
 import { GATEWAY_DEFAULTS, type GatewayConfig } from '../../src/gateway/types.js';
 import type { IdempotencyStore } from '../../src/index.js';
-import { EXEC_HEADER, files, monoMs, PAY_PATH, type SutSettings } from './config.js';
+import { EXEC_HEADER, PAY_PATH, type SutSettings } from './config.js';
 import { crasher } from './crash.js';
-import { openBackend } from './sut-backend.js';
-import { instrumentStore } from './sut-store.js';
+import { openSutHarness } from './sut-common.js';
 
 const settings = JSON.parse(process.env.CHAOS_SUT ?? '{}') as SutSettings;
 if (settings.store.kind === 'pg-txn')
   throw new Error('the gateway SUT has no transactional mode: its effects happen upstream (use postgres)');
 if (!settings.upstreamUrl) throw new Error('the gateway SUT needs settings.upstreamUrl');
 const upstreamUrl = settings.upstreamUrl;
-const ledgerFile = files.ledger(settings.dir, settings.name);
-const ledger = (entry: Record<string, unknown>) =>
-  appendFileSync(
-    ledgerFile,
-    `${JSON.stringify({ ...entry, sut: settings.name, pid: process.pid, t: monoMs() })}\n`,
-  );
-
-const backend = openBackend(settings.store, settings.storeTimeoutMs);
-const instrumented = instrumentStore(backend.store, {
-  logFile: files.storeOps(settings.dir, settings.name),
-  sut: settings.name,
-  crash: crasher(settings.dir, []),
-  fencing: settings.fencing,
-});
+const { ledger, backend, instrumented, onEvent } = openSutHarness(settings, crasher(settings.dir, []));
 
 /** Derived key → generation of the last claim this process acquired for its store key. */
 const generations = new Map<string, number>();
@@ -106,20 +91,7 @@ const gateway = await startGateway({
   config,
   store,
   engine: { sweepIntervalMs: 0, onWarning() {} },
-  onEvent(event) {
-    if (event.type === 'non-durable' || event.type === 'flushed' || event.type === 'lease-lost')
-      ledger({ ev: event.type, storeKey: event.key });
-  },
-});
-
-// The SUT logs when its outage really began and ended: the checker's I9 windows.
-process.on('SIGUSR1', () => {
-  instrumented.injectOutage();
-  ledger({ ev: 'outage-on' });
-});
-process.on('SIGUSR2', () => {
-  instrumented.restore();
-  ledger({ ev: 'outage-off' });
+  onEvent,
 });
 
 ledger({ ev: 'start' });

@@ -11,34 +11,19 @@
  * SIGUSR1 starts an injected store outage, SIGUSR2 ends it; SIGTERM shuts down cleanly.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { appendFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readNodeBody } from '../../src/adapters/node-http.js';
 import { createIdempotency, type HandlerContext } from '../../src/index.js';
 import type { PostgresTransactionClient } from '../../src/stores/postgres.js';
-import { AUTH_PREFIX, files, monoMs, PAY_PATH, type SutSettings } from './config.js';
+import { AUTH_PREFIX, PAY_PATH, type SutSettings } from './config.js';
 import { type CrashArm, crasher, requestKey } from './crash.js';
-import { openBackend } from './sut-backend.js';
-import { instrumentStore } from './sut-store.js';
+import { openSutHarness } from './sut-common.js';
 
 const settings = JSON.parse(process.env.CHAOS_SUT ?? '{}') as SutSettings;
 const arms = JSON.parse(process.env.CHAOS_ARMS ?? '[]') as CrashArm[];
-const ledgerFile = files.ledger(settings.dir, settings.name);
 const crash = crasher(settings.dir, arms);
-const ledger = (entry: Record<string, unknown>) =>
-  appendFileSync(
-    ledgerFile,
-    `${JSON.stringify({ ...entry, sut: settings.name, pid: process.pid, t: monoMs() })}\n`,
-  );
-
-const backend = openBackend(settings.store, settings.storeTimeoutMs);
-const instrumented = instrumentStore(backend.store, {
-  logFile: files.storeOps(settings.dir, settings.name),
-  sut: settings.name,
-  crash,
-  fencing: settings.fencing,
-});
+const { ledger, backend, instrumented, onEvent } = openSutHarness(settings, crash);
 const transactional = settings.store.kind === 'pg-txn';
 const engine = createIdempotency({
   store: instrumented.store,
@@ -50,19 +35,7 @@ const engine = createIdempotency({
   // A custom header the route replays (the allowlist is part of what I3 compares).
   replayHeaders: ['x-charge'],
   onWarning() {},
-  onEvent(event) {
-    if (event.type === 'non-durable' || event.type === 'flushed' || event.type === 'lease-lost')
-      ledger({ ev: event.type, storeKey: event.key });
-  },
-});
-// The SUT logs when its outage really began and ended: the checker's I9 windows.
-process.on('SIGUSR1', () => {
-  instrumented.injectOutage();
-  ledger({ ev: 'outage-on' });
-});
-process.on('SIGUSR2', () => {
-  instrumented.restore();
-  ledger({ ev: 'outage-off' });
+  onEvent,
 });
 
 const principalOf = (request: Request) =>

@@ -1,8 +1,9 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startGateway } from '../../src/gateway/server.js';
-import { GATEWAY_DEFAULTS, type GatewayConfig } from '../../src/gateway/types.js';
+import type { GatewayConfig } from '../../src/gateway/types.js';
 import { memoryStore } from '../../src/index.js';
+import { loopbackGatewayConfig } from './gateway-start.js';
 
 export interface SeenRequest {
   method: string;
@@ -67,15 +68,7 @@ export function gatewayFor(
   store = memoryStore({ onWarning() {} }),
 ) {
   return startGateway({
-    config: {
-      ...GATEWAY_DEFAULTS,
-      upstream,
-      port: 0,
-      adminPort: 0,
-      replayHeaders: [],
-      routes: [],
-      ...config,
-    },
+    config: loopbackGatewayConfig(upstream, config),
     store,
     engine: { onWarning() {} },
   });
