@@ -7,6 +7,8 @@
  * `faketime` gets FAKETIME_DONT_FAKE_MONOTONIC=1: its wall clock moves, its log clock does not.
  */
 
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 
 /** The stores a run can target; `pg-txn` is PostgreSQL in transactional mode. */
@@ -81,3 +83,18 @@ export const PAY_PATH = '/pay';
 export const EXEC_HEADER = 'x-chaos-exec';
 /** The header a client sends its principal in; the SUT also reads it for `principal()`. */
 export const AUTH_PREFIX = 'Bearer chaos-';
+
+/**
+ * A helper process's server (downstream, upstream app): listens on an ephemeral loopback port,
+ * prints `READY <port>` for the harness, and closes every connection on SIGTERM.
+ */
+export function serveUntilTerm(server: Server): void {
+  server.listen(0, '127.0.0.1', () => {
+    process.stdout.write(`READY ${(server.address() as AddressInfo).port}\n`);
+  });
+  process.on('SIGTERM', () => {
+    server.close();
+    server.closeAllConnections();
+    process.exit(0);
+  });
+}

@@ -7,8 +7,7 @@
  */
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { files, monoMs } from './config.js';
+import { files, monoMs, serveUntilTerm } from './config.js';
 
 const { dir, latencyMs } = JSON.parse(process.env.CHAOS_DOWNSTREAM ?? '{}') as {
   dir: string;
@@ -49,11 +48,4 @@ const server = createServer((req, res) => {
   });
 });
 server.keepAliveTimeout = 30_000;
-server.listen(0, '127.0.0.1', () => {
-  process.stdout.write(`READY ${(server.address() as AddressInfo).port}\n`);
-});
-process.on('SIGTERM', () => {
-  server.close();
-  server.closeAllConnections();
-  process.exit(0);
-});
+serveUntilTerm(server);

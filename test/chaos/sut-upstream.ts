@@ -19,9 +19,16 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AUTH_PREFIX, EXEC_HEADER, files, monoMs, PAY_PATH, type UpstreamSettings } from './config.js';
+import {
+  AUTH_PREFIX,
+  EXEC_HEADER,
+  files,
+  monoMs,
+  PAY_PATH,
+  serveUntilTerm,
+  type UpstreamSettings,
+} from './config.js';
 
 const settings = JSON.parse(process.env.CHAOS_UPSTREAM ?? '{}') as UpstreamSettings;
 const ledgerFile = files.ledger(settings.dir, 'upstream');
@@ -99,11 +106,4 @@ const server = createServer((req, res) => {
 // gateway would rightly count as "may have run" and hold the key).
 server.keepAliveTimeout = 65_000;
 server.headersTimeout = 70_000;
-server.listen(0, '127.0.0.1', () => {
-  process.stdout.write(`READY ${(server.address() as AddressInfo).port}\n`);
-});
-process.on('SIGTERM', () => {
-  server.close();
-  server.closeAllConnections();
-  process.exit(0);
-});
+serveUntilTerm(server);
