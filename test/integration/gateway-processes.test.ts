@@ -69,26 +69,41 @@ async function waitUntil(condition: () => boolean, timeoutMs = 5_000): Promise<v
   }
 }
 
+/**
+ * The crashed claim's lease. Long enough that a restarted gateway (a tsx child, slow to start on a
+ * loaded machine) still finds the key held; the retry then waits until the lease has lapsed.
+ */
+const LEASE_MS = 5_000;
+
 /** kill -9 the gateway while the upstream works; restart; retry after the lease → one effect. */
 async function crashAndRetry(forwardKey: 'derived' | 'none') {
   const upstream = await paymentsUpstream({ delayMs: 1_500, dedupe: true });
   const sqlitePath = freshDb();
-  const settings = { upstream: upstream.url, sqlitePath, leaseMs: 1_000, forwardKey };
+  const settings = { upstream: upstream.url, sqlitePath, leaseMs: LEASE_MS, forwardKey };
   const first = await spawnGateway(settings);
   const key = randomUUID();
   try {
     const lost = charge(first.url, key).catch(() => 'connection lost');
     await waitUntil(() => upstream.arrived() === 1);
+    // The claim was written before the upstream saw the request, and the crash leaves no heartbeat.
+    const leaseLapsesBy = Date.now() + LEASE_MS;
     await first.kill9();
     assert.equal(await lost, 'connection lost');
 
     const second = await spawnGateway(settings);
     try {
       const early = await charge(second.url, key);
-      await new Promise((r) => setTimeout(r, 1_200));
+      const earlyWithinLease = Date.now() < leaseLapsesBy;
+      await new Promise((r) => setTimeout(r, Math.max(0, leaseLapsesBy - Date.now()) + 200));
       const retry = await charge(second.url, key);
       const replay = await charge(second.url, key);
-      return { early: early.status, retry: retry.status, replay, effects: upstream.effects() };
+      return {
+        early: early.status,
+        earlyWithinLease,
+        retry: retry.status,
+        replay,
+        effects: upstream.effects(),
+      };
     } finally {
       await second.stop();
     }
@@ -101,6 +116,7 @@ describe('gateway processes', () => {
   it('kill -9 during a slow upstream call, restart, retry after the lease: charged exactly once', async () => {
     const outcome = await crashAndRetry('derived');
 
+    assert.ok(outcome.earlyWithinLease, 'the restarted gateway answered within the lease');
     assert.equal(outcome.early, 409, 'within the lease the crashed claim still holds the key');
     assert.equal(outcome.retry, 201);
     assert.equal(outcome.replay.headers.get('idempotent-replayed'), 'true');
