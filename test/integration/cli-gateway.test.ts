@@ -84,7 +84,12 @@ describe('idemkit gateway (child process)', () => {
       const retryBody = await retry.text();
       const health = await fetch(`${listening.adminUrl as string}/_idemkit/health`);
       const slow = post(url, '/slow');
-      await new Promise((r) => setTimeout(r, 150)); // the slow request is at the upstream now
+      // SIGTERM once the slow request is at the upstream (in flight in the gateway); a fixed
+      // sleep could send it before the request reached a loaded gateway, which then refuses it.
+      const deadline = Date.now() + 10_000;
+      while (!received.some((r) => r.path === '/slow') && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 10));
+      const inFlightAtSigterm = received.some((r) => r.path === '/slow');
       gateway.child.kill('SIGTERM');
       const slowResponse = await slow;
       const code = await gateway.exited;
@@ -97,6 +102,7 @@ describe('idemkit gateway (child process)', () => {
       assert.equal(received.filter((r) => r.path === '/charges').length, 1);
       assert.match(received[0]?.key ?? '', /^idemkit-/); // the derived key, not the client's
       assert.equal(health.status, 200);
+      assert.ok(inFlightAtSigterm, 'the slow request reached the upstream before SIGTERM');
       assert.equal(slowResponse.status, 201);
       assert.equal(code, 0);
       const messages = gateway.logs.map((l) => l.msg);
