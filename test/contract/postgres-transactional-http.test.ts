@@ -10,6 +10,7 @@ import { defineHttpContract } from '../../src/testing/index.js';
 import { serveFetch } from '../../src/testing/serve-fetch.js';
 import { dropTable, postgresPool, randomTable } from '../support/postgres-service.js';
 import { createEffectTable, effectRows, TXN_SECRET, transactionOf } from '../support/postgres-txn.js';
+import { eventually } from '../support/redis-postgres-cases.js';
 
 /*
  * Transactional PostgreSQL over HTTP through the fetch adapter (issue 4): the whole HTTP contract
@@ -161,17 +162,41 @@ describe('HTTP on transactional postgres: effects commit with the record, or not
   it("T15-txn a stale owner (lease lapsed, heartbeat stalled) gets 409 lease-lost and its effect rolls back; the taker's stands", async () => {
     // Heartbeats that claim success without renewing: a GC pause long enough to lose the lease.
     const real = newStore();
-    const stalled = { ...real, heartbeat: async () => true };
+    let claimed: string | undefined;
+    const stalled: PostgresStore = {
+      ...real,
+      heartbeat: async () => true,
+      claim: async (request) => {
+        const result = await real.claim(request);
+        claimed = request.key;
+        return result;
+      },
+    };
     const a = await serve({ leaseMs: 400 }, stalled);
     const b = await serve({ leaseMs: 5_000 });
     try {
       const key = randomUUID();
-      const stale = post(a.url, key, 'stale', { 'x-sleep': '1500' });
-      await new Promise((resolve) => setTimeout(resolve, 800));
+      let staleSettled = false;
+      // The stale handler outlasts its 400 ms lease by far, so the taker comes while it still runs.
+      const stale = post(a.url, key, 'stale', { 'x-sleep': '2500' }).finally(() => {
+        staleSettled = true;
+      });
+      // The taker comes once the stale claim's lease has lapsed in the database clock (a fixed
+      // sleep from the send raced against a loaded server's claim).
+      await eventually('the stale claim', async () => claimed !== undefined);
+      await eventually('the stale lease to lapse', async () => {
+        const { rows } = await pool.query(
+          `SELECT lease_until < floor(extract(epoch FROM clock_timestamp()) * 1000) AS lapsed FROM "${table}" WHERE key = $1`,
+          [claimed],
+        );
+        return rows[0]?.lapsed === true;
+      });
       const taker = await post(b.url, key, 'taker');
+      const takerBeforeStaleEnded = !staleSettled;
       const staleResponse = await stale;
       const retry = await post(b.url, key, 'retry');
 
+      assert.ok(takerBeforeStaleEnded, 'the taker was answered while the stale handler still ran');
       assert.equal(taker.status, 201);
       assert.equal(staleResponse.status, 409);
       assert.equal(((await staleResponse.json()) as { type: string }).type, 'urn:idemkit:problem:lease-lost');
