@@ -22,7 +22,11 @@ import { eventually } from '../support/redis-postgres-cases.js';
  */
 
 const LEASE_MS = 1_500;
-const BOUND_MS = 1_000;
+/**
+ * A duplicate blocked by the frozen owner's row lock is answered once the claim's lock_timeout
+ * (200 ms) ends the wait; an unbounded wait would run into the store's queryTimeoutMs (2 s).
+ */
+const BOUND_MS = 1_500;
 let pool: pg.Pool;
 const table = randomTable('txncrash');
 const effects = randomTable('txncrash_fx');
@@ -120,14 +124,26 @@ describe('transactional mode: crashes and partitions of the owner process', () =
 
   it('killed -9 before COMMIT: neither the effect nor the completion survives; within the lease 409, after it the retry executes once', async () => {
     const key = `crash-${Math.random()}`;
-    const child = await start({ key, crashAt: 'beforeCommit' });
+    // A longer lease than the others': from the child's claim to the early retry there is a fresh
+    // process's handler, a kill -9 and a reap, which a loaded machine can stretch past 1.5 s.
+    const child = await start({ key, crashAt: 'beforeCommit', leaseMs: 3_000 });
     const executions = { count: 0 };
 
     await child.kill9();
+    const { rows: held } = await pool.query(`SELECT lease_until FROM "${table}" WHERE key = $1`, [
+      recordKeyOf(key),
+    ]);
     const early = await timedHandle(key, 'early', executions);
+    const { rows: now } = await pool.query(
+      'SELECT floor(extract(epoch FROM clock_timestamp()) * 1000) AS now',
+    );
     await leaseLapsed(key);
     const retry = await timedHandle(key, 'retry', executions);
 
+    assert.ok(
+      Number(now[0]?.now) < Number(held[0]?.lease_until),
+      'the early retry was answered within the crashed claim’s lease',
+    );
     assert.equal(early.res.status, 409);
     assert.ok(await isProblem(early.res, 'in-progress'));
     assert.equal(retry.res.status, 201);
