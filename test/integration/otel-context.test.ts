@@ -38,6 +38,21 @@ after(async () => {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * A handler that waits until `count` handlers have started (at most 5 s), then runs 200 ms more:
+ * the executions overlap for that long however late the second request arrives.
+ */
+function overlapping(count: number): () => Promise<Response> {
+  let started = 0;
+  return async () => {
+    started++;
+    const deadline = Date.now() + 5_000;
+    while (started < count && Date.now() < deadline) await sleep(5);
+    await sleep(200);
+    return new Response('ok', { status: 201 });
+  };
+}
+
 async function serve(handler: FetchHandler, options: { store?: IdempotencyStore; leaseMs?: number } = {}) {
   const idem = createInstrumentedIdempotency(
     {
@@ -87,14 +102,8 @@ function leaksOf(all: readonly ReadableSpan[], raw: string): string[] {
 describe('idemkit/otel: parents and contexts', () => {
   it('concurrent executions: each heartbeat and write is a child of its own request span', async () => {
     spans.reset();
-    // leaseMs 90: a heartbeat every 30 ms; both handlers outlive several.
-    const server = await serve(
-      async () => {
-        await sleep(200);
-        return new Response('ok', { status: 201 });
-      },
-      { leaseMs: 90 },
-    );
+    // leaseMs 90: a heartbeat every 30 ms; both handlers run together for several.
+    const server = await serve(overlapping(2), { leaseMs: 90 });
     const first = post(server.url, 'ctx-a');
     await sleep(40);
     const second = post(server.url, 'ctx-b');
@@ -129,13 +138,7 @@ describe('idemkit/otel: parents and contexts', () => {
         };
       },
     });
-    const server = await serve(
-      async () => {
-        await sleep(200);
-        return new Response('ok', { status: 201 });
-      },
-      { leaseMs: 90, store: naive },
-    );
+    const server = await serve(overlapping(2), { leaseMs: 90, store: naive });
     const first = post(server.url, 'ctx-naive-a');
     await sleep(40);
     const second = post(server.url, 'ctx-naive-b');
