@@ -146,17 +146,29 @@ describe('client journal in one process', () => {
       baseUrl: server.url,
       headers: { authorization: 'Bearer x', cookie: 'session=1', 'x-api-key': 'secret' },
       journal: { path: journal, redactHeaders: ['X-Api-Key'] },
-      timeoutMs: 200,
+      // Long enough that the journal is read while the call is still open on a loaded machine.
+      timeoutMs: 1_000,
       retries: 0,
     });
 
     const pending = client.fetch('/charges', { method: 'POST', json: { operation: 'settle-1' } });
+    let settled = false;
+    pending.then(
+      () => {
+        settled = true;
+      },
+      () => {
+        settled = true;
+      },
+    );
     await until(() => server.ledger.get('settle-1') === 1, 5_000, 'settle-1 to execute');
     const during = rows(journal);
+    const openWhileRead = !settled;
     await assert.rejects(pending); // no answer within the timeout, no retries left
     const afterwards = rows(journal);
     await client.close();
 
+    assert.ok(openWhileRead, 'the journal was read while the call was still open');
     assert.equal(during.length, 1);
     assert.doesNotMatch(during[0]?.headers ?? '', /authorization|cookie|x-api-key|secret/i);
     assert.equal(afterwards.length, 0);
