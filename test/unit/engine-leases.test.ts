@@ -84,13 +84,15 @@ describe('engine: leases, takeovers and fencing (F2)', () => {
 
   it("T16 heartbeats keep a long handler's lease: duplicates get 409, never a takeover", async () => {
     const store = memoryStore(quiet);
-    const idem = createIdempotency({ store, leaseMs: 300, ...quiet });
+    // A heartbeat every leaseMs/3: a 1 s lease survives an event-loop stall of ~600 ms (a GC
+    // pause or a busy machine); 300 ms gave ~200 ms, and a stalled renewal lets the duplicate take over.
+    const idem = createIdempotency({ store, leaseMs: 1_000, ...quiet });
     const a = await idem.begin(request());
     assert.equal(a.kind, 'execute');
 
-    const deadline = Date.now() + 1_500;
+    const deadline = Date.now() + 3_000; // three leases
     while (Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 150));
+      await new Promise((r) => setTimeout(r, 250));
       const duplicate = await idem.begin(request());
       assert.equal(duplicate.kind, 'reject');
       assert.equal(duplicate.code, 'in-progress');
