@@ -75,6 +75,12 @@ async function serve(
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Resolves once `check` holds, polling every 5 ms; bounded to 5 s (then resolves anyway). */
+async function whenTrue(check: () => boolean): Promise<void> {
+  const until = Date.now() + 5_000;
+  while (!check() && Date.now() < until) await sleep(5);
+}
+
 /** Retries with one key until the answer is not 409 in-progress; bounded to 5 s. */
 async function retryUntilSettled(s: Served, path: string, key: string): Promise<Response> {
   const until = Date.now() + 5_000;
@@ -712,7 +718,8 @@ describe('idemkit/fastify: encapsulation and per-route config', () => {
       const key = randomUUID();
       const [first, duplicate] = await Promise.all([
         s.post('/held', { key }),
-        sleep(100).then(() => s.post('/held', { key })),
+        // The duplicate once the first runs (a fixed delay could let it overtake a slow first).
+        whenTrue(() => s.runs('held') === 1).then(() => s.post('/held', { key })),
       ]);
       assert.equal(first.headers.get('idempotent-replayed'), 'false');
       assert.equal(duplicate.status, 200, 'the duplicate was held until the first finished');
@@ -722,7 +729,7 @@ describe('idemkit/fastify: encapsulation and per-route config', () => {
       const other = randomUUID();
       const [, conflict] = await Promise.all([
         s.post('/plain', { key: other }),
-        sleep(100).then(() => s.post('/plain', { key: other })),
+        whenTrue(() => s.runs('plain') === 1).then(() => s.post('/plain', { key: other })),
       ]);
       assert.equal(conflict.status, 409);
       const replay = await s.post('/plain', { key: other });
