@@ -33,9 +33,15 @@ export function keepRawBody(req: IncomingMessage, _res: unknown, buffer: Uint8Ar
   (req as BodyHolder)[RAW_BODY] = buffer;
 }
 
+/**
+ * The bodies the middleware read itself. A WeakMap, not a property on the request: Express gives
+ * each request a hidden class of its own, which every property added to it copies.
+ */
+const READ_BODIES = new WeakMap<IncomingMessage, Uint8Array>();
+
 /** The raw bytes `keepRawBody` or the middleware kept on this request, if any. */
 export function rawBodyOf(req: IncomingMessage): Uint8Array | undefined {
-  return (req as BodyHolder)[RAW_BODY];
+  return (req as BodyHolder)[RAW_BODY] ?? READ_BODIES.get(req);
 }
 
 /**
@@ -44,7 +50,7 @@ export function rawBodyOf(req: IncomingMessage): Uint8Array | undefined {
  */
 export function requestBody(req: IncomingMessage, maxBytes: number): Promise<Uint8Array | undefined | null> {
   const holder = req as BodyHolder;
-  const kept = holder[RAW_BODY];
+  const kept = rawBodyOf(req);
   if (kept !== undefined) return Promise.resolve(kept);
   if (holder._body === true || req.readableEnded || req.readableDidRead) {
     return Promise.resolve(bytesOfParsed(holder.body));
@@ -63,60 +69,61 @@ export function requestBody(req: IncomingMessage, maxBytes: number): Promise<Uin
  * with data in its buffer does not end. Parsers and handlers later read it like an untouched
  * request (`data` events, `pipe`, `for await`), on Express 4 and 5 alike.
  *
- * The listeners are module functions (an emitter calls them with `this` set to the request) and
- * the read's state sits on the request: no closures per request.
+ * The read's state is this object and its listeners are its own arrow functions: nothing is
+ * added to the request itself (see READ_BODIES).
  */
 class BodyRead {
-  readonly maxBytes: number;
-  readonly resolve: (body: Uint8Array | undefined | null) => void;
-  readonly chunks: Buffer[] = [];
-  total = 0;
+  private readonly req: IncomingMessage;
+  private readonly maxBytes: number;
+  private readonly resolve: (body: Uint8Array | undefined | null) => void;
+  private readonly chunks: Buffer[] = [];
+  private total = 0;
 
-  constructor(req: Reading, maxBytes: number, resolve: (body: Uint8Array | undefined | null) => void) {
+  constructor(
+    req: IncomingMessage,
+    maxBytes: number,
+    resolve: (body: Uint8Array | undefined | null) => void,
+  ) {
+    this.req = req;
     this.maxBytes = maxBytes;
     this.resolve = resolve;
-    req[READING] = this;
-    req.on('readable', onReadable);
+    req.on('readable', this.onReadable);
     // An aborted request is destroyed, and a destroyed stream always emits `close` (its `error`
     // only reaches listeners that exist: none needed here).
-    req.once('close', onGone);
+    req.once('close', this.onGone);
   }
-}
 
-const READING = Symbol('idemkit.bodyRead');
-type Reading = BodyHolder & { [READING]?: BodyRead | undefined };
-
-function onReadable(this: Reading): void {
-  const read = this[READING] as BodyRead;
-  let chunk: Buffer | null;
-  // biome-ignore lint/suspicious/noAssignInExpressions: the stream's own read loop idiom
-  while ((chunk = this.read() as Buffer | null) !== null) {
-    read.total += chunk.length;
-    // Past the limit: stop reading (back-pressure then pauses the socket) and refuse.
-    if (read.total > read.maxBytes) {
-      finish(this, undefined);
-      return;
+  private readonly onReadable = (): void => {
+    const req = this.req;
+    let chunk: Buffer | null;
+    // biome-ignore lint/suspicious/noAssignInExpressions: the stream's own read loop idiom
+    while ((chunk = req.read() as Buffer | null) !== null) {
+      this.total += chunk.length;
+      // Past the limit: stop reading (back-pressure then pauses the socket) and refuse.
+      if (this.total > this.maxBytes) {
+        this.finish(undefined);
+        return;
+      }
+      this.chunks.push(chunk);
     }
-    read.chunks.push(chunk);
+    // `complete` is set just before the HTTP parser pushes the end: with the buffer drained, that was all.
+    if (!req.complete) return;
+    const body =
+      this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks, this.total);
+    if (body.length > 0) req.unshift(body);
+    READ_BODIES.set(req, body);
+    this.finish(body);
+  };
+
+  private readonly onGone = (): void => {
+    this.finish(null);
+  };
+
+  private finish(body: Uint8Array | undefined | null): void {
+    this.req.removeListener('readable', this.onReadable);
+    this.req.removeListener('close', this.onGone);
+    this.resolve(body);
   }
-  // `complete` is set just before the HTTP parser pushes the end: with the buffer drained, that was all.
-  if (!this.complete) return;
-  const body = read.chunks.length === 1 ? (read.chunks[0] as Buffer) : Buffer.concat(read.chunks, read.total);
-  if (body.length > 0) this.unshift(body);
-  this[RAW_BODY] = body;
-  finish(this, body);
-}
-
-function onGone(this: Reading): void {
-  finish(this, null);
-}
-
-function finish(req: Reading, body: Uint8Array | undefined | null): void {
-  const read = req[READING] as BodyRead;
-  req[READING] = undefined;
-  req.removeListener('readable', onReadable);
-  req.removeListener('close', onGone);
-  read.resolve(body);
 }
 
 /** The last resort: what a parser left in `req.body`, as bytes. */

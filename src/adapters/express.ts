@@ -33,9 +33,12 @@ export interface ExpressIdempotencyOptions extends Omit<IdempotencyOptions, 'pri
   tenant?: Resolver;
 }
 
-/** The capture of a response whose request runs under a claim, for `idempotencyErrors()`. */
-const CAPTURE = Symbol('idemkit.capture');
-type Captured = ServerResponse & { [CAPTURE]?: ResponseCapture | undefined };
+/**
+ * The capture of a response whose request runs under a claim, for `idempotencyErrors()`. A
+ * WeakMap, not a property: Express gives each response a hidden class of its own, which every
+ * property added to it copies.
+ */
+const CAPTURES = new WeakMap<ServerResponse, ResponseCapture>();
 type Next = (error?: unknown) => void;
 type Engine = Pick<Idempotency, 'begin' | 'options'>;
 
@@ -83,7 +86,7 @@ async function decide(engine: Engine, req: Request, res: ServerResponse, next: N
     case 'replay':
       return sendEngineResponse(res, decision.response);
     case 'execute': {
-      (res as Captured)[CAPTURE] = captureResponse(res, decision, engine.options.maxStoredBytes);
+      CAPTURES.set(res, captureResponse(res, decision, engine.options.maxStoredBytes));
       req.idempotency = decision.ctx;
       return next();
     }
@@ -108,9 +111,9 @@ async function decide(engine: Engine, req: Request, res: ServerResponse, next: N
  */
 export function idempotencyErrors(): ErrorRequestHandler {
   return function idempotencyErrorHandler(error, req, res, next) {
-    const capture = (res as Captured)[CAPTURE];
+    const capture = CAPTURES.get(res);
     if (capture === undefined || isClientError(error)) return next(error);
-    (res as Captured)[CAPTURE] = undefined;
+    CAPTURES.delete(res);
     logLikeExpress(req, error);
     void capture.fail(error);
   };

@@ -1,4 +1,4 @@
-import type { OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { type OutgoingHttpHeader, type OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { ExecuteDecision } from '../core/execution.js';
 import { type EngineResponse, isNullBodyStatus } from '../core/response.js';
 import { clearHeaders, sendEngineResponse } from './node-http.js';
@@ -21,8 +21,8 @@ const FRAMING = new Set(['content-length', 'transfer-encoding', 'connection', 'k
  * through. A response destroyed before it ended (a piped stream that failed) aborts the
  * execution, which releases the key or marks it uncertain after `effectsStarted()`.
  *
- * The methods are overridden on this one response object and restored once the answer is
- * decided. Call `fail(error)` when the handler threw before it answered.
+ * How the response's methods are routed here until the answer is decided: see
+ * {@link routesThroughPrototype}. Call `fail(error)` when the handler threw before it answered.
  */
 export function captureResponse(
   res: ServerResponse,
@@ -34,6 +34,51 @@ export function captureResponse(
 
 const METHODS = ['writeHead', 'write', 'end', 'flushHeaders', 'destroy'] as const;
 type Method = (typeof METHODS)[number];
+
+/** The responses held through a patched prototype, to their capture (see routesThroughPrototype). */
+const HELD = new WeakMap<ServerResponse, ResponseCapture>();
+/** Prototypes whose METHODS consult HELD. Never Node's own `ServerResponse.prototype`. */
+const PATCHED = new WeakSet<object>();
+
+/**
+ * Whether this response's methods can be routed to its capture through its prototype, patched
+ * once, instead of through own properties set on the response. Express gives each response (and
+ * request) a hidden class of its own (it swaps their prototypes), so every property added to one
+ * copies that class: five overrides, put back afterwards, cost tens of µs per request in copies
+ * and garbage. A patched prototype and a WeakMap entry cost none of that. Only a framework's own
+ * response prototype is patched (Express's `app.response`), never Node's, and its methods behave
+ * exactly as before for every response that is not held. A response with own overrides already
+ * (compression middleware patches `write`/`end` per response) keeps the own-property route, which
+ * wraps them.
+ */
+function routesThroughPrototype(res: ServerResponse): boolean {
+  const proto = Object.getPrototypeOf(res) as Record<Method, unknown> | null;
+  if (proto === null || proto === ServerResponse.prototype) return false;
+  for (let i = 0; i < METHODS.length; i++) if (Object.hasOwn(res, METHODS[i] as Method)) return false;
+  if (!PATCHED.has(proto)) patchPrototype(proto);
+  return true;
+}
+
+function patchPrototype(proto: Record<Method, unknown>): void {
+  PATCHED.add(proto);
+  for (const name of METHODS) {
+    const inherited = proto[name] as (this: ServerResponse, ...args: unknown[]) => unknown;
+    Object.defineProperty(proto, name, {
+      configurable: true,
+      enumerable: false,
+      writable: true,
+      value: function routedWhileHeld(this: ServerResponse) {
+        // `arguments` passes the call on exactly as it came (its count included, which Node's
+        // methods read); a rest parameter would copy it into an array on every call.
+        // biome-ignore lint/complexity/noArguments: see above
+        const args = arguments as unknown as unknown[];
+        const capture = HELD.get(this);
+        if (capture === undefined) return inherited.apply(this, args);
+        return (capture[name] as (...a: unknown[]) => unknown).apply(capture, args);
+      },
+    });
+  }
+}
 
 export class ResponseCapture {
   private readonly res: ServerResponse;
@@ -54,7 +99,7 @@ export class ResponseCapture {
    * turns an Express response (whose prototype Express swapped) into a slow dictionary object
    * for the rest of its life.
    */
-  private readonly saved: unknown[];
+  private readonly saved: unknown[] | undefined;
   /** Resolves once the execution has ended (committed or aborted) and the answer was handed to Node. */
   readonly settled: Promise<void>;
   private resolveSettled!: () => void;
@@ -66,13 +111,18 @@ export class ResponseCapture {
     this.settled = new Promise((resolve) => {
       this.resolveSettled = resolve;
     });
-    const own = res as unknown as Record<Method, unknown>;
-    this.saved = [own.writeHead, own.write, own.end, own.flushHeaders, own.destroy];
-    own.writeHead = this.writeHead.bind(this);
-    own.write = this.write.bind(this);
-    own.end = this.end.bind(this);
-    own.flushHeaders = noop;
-    own.destroy = this.destroy.bind(this);
+    if (routesThroughPrototype(res)) {
+      this.saved = undefined;
+      HELD.set(res, this);
+    } else {
+      const own = res as unknown as Record<Method, unknown>;
+      this.saved = [own.writeHead, own.write, own.end, own.flushHeaders, own.destroy];
+      own.writeHead = this.writeHead.bind(this);
+      own.write = this.write.bind(this);
+      own.end = this.end.bind(this);
+      own.flushHeaders = noop;
+      own.destroy = this.destroy.bind(this);
+    }
     res.on('unpipe', this.onUnpipe);
   }
 
@@ -119,8 +169,13 @@ export class ResponseCapture {
 
   private restore(): void {
     this.res.removeListener('unpipe', this.onUnpipe);
+    const saved = this.saved;
+    if (saved === undefined) {
+      HELD.delete(this.res);
+      return;
+    }
     const own = this.res as unknown as Record<Method, unknown>;
-    for (let i = 0; i < METHODS.length; i++) own[METHODS[i] as Method] = this.saved[i];
+    for (let i = 0; i < METHODS.length; i++) own[METHODS[i] as Method] = saved[i];
   }
 
   /** Sends an engine answer in place of what the handler wrote; its later writes go nowhere. */
@@ -136,11 +191,8 @@ export class ResponseCapture {
     own.end = swallowEnd;
   }
 
-  private writeHead(
-    status: number,
-    reason?: string | WriteHeadHeaders,
-    headers?: WriteHeadHeaders,
-  ): ServerResponse {
+  /** What `res.writeHead` does while the response is held (the same for write, end, destroy). */
+  writeHead(status: number, reason?: string | WriteHeadHeaders, headers?: WriteHeadHeaders): ServerResponse {
     const res = this.res;
     res.statusCode = status;
     let fields = headers;
@@ -152,7 +204,7 @@ export class ResponseCapture {
     return res;
   }
 
-  private write(chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
+  write(chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
     const done = (typeof encoding === 'function' ? encoding : callback) as Callback | undefined;
     if (this.state !== 'done') this.hold(chunk, encoding);
     if (done) process.nextTick(done);
@@ -160,7 +212,7 @@ export class ResponseCapture {
     return true;
   }
 
-  private end(chunk?: unknown, encoding?: unknown, callback?: unknown): ServerResponse {
+  end(chunk?: unknown, encoding?: unknown, callback?: unknown): ServerResponse {
     const done = (
       typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : callback
     ) as Callback | undefined;
@@ -175,7 +227,7 @@ export class ResponseCapture {
   }
 
   /** A response destroyed before it ended (a failed pipe): the execution must end here too. */
-  private destroy(error?: Error): ServerResponse {
+  destroy(error?: Error): ServerResponse {
     const before = this.state;
     this.state = 'done';
     this.restore();
@@ -186,6 +238,9 @@ export class ResponseCapture {
     }
     return this.res.destroy(error);
   }
+
+  /** Held: nothing is sent before the commit. */
+  flushHeaders(): void {}
 
   private hold(chunk: unknown, encoding: unknown): void {
     const bytes =

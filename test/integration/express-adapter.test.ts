@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -704,6 +705,97 @@ for (const major of [4, 5] as ExpressMajor[]) {
       });
       for (const [path, count] of executions) assert.equal(count, 1, `${path} ran once`);
       assert.equal(executions.size, 11);
+    });
+  });
+
+  describe(`idemkit/express on Express ${major}: how a held response is routed`, () => {
+    it('a middleware in front that wraps res.write/res.end per response (as compression does) is captured through its wrapper: ran once, the replay has its bytes', async () => {
+      const app = newApp();
+      let executions = 0;
+      app.use((_req, res, next) => {
+        const end = res.end;
+        const write = res.write;
+        // Like compression: own properties set per response, calling the saved methods.
+        res.write = function (this: Response, chunk: unknown, ...rest: unknown[]) {
+          return (write as (...a: unknown[]) => boolean).call(this, String(chunk).toUpperCase(), ...rest);
+        } as typeof res.write;
+        res.end = function (this: Response, chunk?: unknown, ...rest: unknown[]) {
+          const text =
+            typeof chunk === 'string' || chunk instanceof Uint8Array
+              ? Buffer.from(chunk).toString().toUpperCase()
+              : chunk;
+          return (end as (...a: unknown[]) => Response).call(this, text, ...rest);
+        } as typeof res.end;
+        next();
+      });
+      app.use(idempotency(baseOptions()));
+      app.post('/shout', (_req, res) => {
+        executions++;
+        res.status(201).type('text/plain');
+        res.write('hello ');
+        res.end('world');
+      });
+      await withApp(app, async (url) => {
+        const key = randomUUID();
+        const first = await send(url, '/shout', { key });
+        const replay = await send(url, '/shout', { key });
+        assert.deepEqual([first.status, first.text], [201, 'HELLO WORLD']);
+        assert.deepEqual(
+          [replay.status, replay.text, replay.headers.get('idempotent-replayed')],
+          [201, 'HELLO WORLD', 'true'],
+        );
+      });
+      assert.equal(executions, 1);
+    });
+
+    it("Node's own ServerResponse.prototype is never patched; the app's other responses answer as before", async () => {
+      const nodeMethods = ['writeHead', 'write', 'end', 'flushHeaders', 'destroy'].map(
+        (name) => (ServerResponse.prototype as unknown as Record<string, unknown>)[name],
+      );
+      const app = newApp();
+      app.use(idempotency(baseOptions()));
+      app.post('/pay', (_req, res) => {
+        res.status(201).json({ paid: true });
+      });
+      app.get('/pay', (_req, res) => {
+        res.write('streamed ');
+        res.end('get');
+      });
+      await withApp(app, async (url) => {
+        for (let i = 0; i < 3; i++) {
+          assert.equal((await send(url, '/pay', { key: randomUUID() })).status, 201);
+          const get = await send(url, '/pay', { method: 'GET' });
+          assert.deepEqual(
+            [get.status, get.text, get.headers.get('idempotent-replayed')],
+            [200, 'streamed get', null],
+          );
+        }
+      });
+      assert.deepEqual(
+        ['writeHead', 'write', 'end', 'flushHeaders', 'destroy'].map(
+          (name) => (ServerResponse.prototype as unknown as Record<string, unknown>)[name],
+        ),
+        nodeMethods,
+      );
+    });
+
+    it('a held response and its request get no properties from idemkit but req.idempotency (each one added copies the hidden class Express gives every request and response)', async () => {
+      const app = newApp();
+      const added: string[][] = [];
+      app.use(idempotency(baseOptions()));
+      app.post('/pay', express.json(), (req, res) => {
+        const ours = (o: object) =>
+          Reflect.ownKeys(o)
+            .map(String)
+            .filter((k) => /idemkit|^(writeHead|write|end|flushHeaders|destroy)$/.test(k));
+        added.push([...ours(req), ...ours(res)]);
+        res.status(201).json({ amount: req.body.amount });
+      });
+      await withApp(app, async (url) => {
+        const first = await send(url, '/pay', { key: randomUUID(), body: '{"amount":5}' });
+        assert.deepEqual([first.status, first.text], [201, '{"amount":5}']);
+      });
+      assert.deepEqual(added, [[]]);
     });
   });
 
