@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { canonicalJson } from '../core/canonical-json.js';
+import { readAndPutBack } from './put-back-body.js';
 
 /*
  * Where the Express adapter gets the request body's bytes, in this order:
@@ -60,70 +61,10 @@ export function requestBody(req: IncomingMessage, maxBytes: number): Promise<Uin
   // the middleware would then see a finished request and leave req.body unset.
   if (declared === '0') return Promise.resolve(EMPTY);
   if (Number(declared ?? 0) > maxBytes) return Promise.resolve(undefined);
-  return new Promise((resolve) => new BodyRead(holder, maxBytes, resolve));
-}
-
-/**
- * Reads the stream in paused mode and, once the last byte is in, puts the whole body back at the
- * front of the stream before `end` is emitted: Node allows an `unshift` until then, and a stream
- * with data in its buffer does not end. Parsers and handlers later read it like an untouched
- * request (`data` events, `pipe`, `for await`), on Express 4 and 5 alike.
- *
- * The read's state is this object and its listeners are its own arrow functions: nothing is
- * added to the request itself (see READ_BODIES).
- */
-class BodyRead {
-  private readonly req: IncomingMessage;
-  private readonly maxBytes: number;
-  private readonly resolve: (body: Uint8Array | undefined | null) => void;
-  private readonly chunks: Buffer[] = [];
-  private total = 0;
-
-  constructor(
-    req: IncomingMessage,
-    maxBytes: number,
-    resolve: (body: Uint8Array | undefined | null) => void,
-  ) {
-    this.req = req;
-    this.maxBytes = maxBytes;
-    this.resolve = resolve;
-    req.on('readable', this.onReadable);
-    // An aborted request is destroyed, and a destroyed stream always emits `close` (its `error`
-    // only reaches listeners that exist: none needed here).
-    req.once('close', this.onGone);
-  }
-
-  private readonly onReadable = (): void => {
-    const req = this.req;
-    let chunk: Buffer | null;
-    // biome-ignore lint/suspicious/noAssignInExpressions: the stream's own read loop idiom
-    while ((chunk = req.read() as Buffer | null) !== null) {
-      this.total += chunk.length;
-      // Past the limit: stop reading (back-pressure then pauses the socket) and refuse.
-      if (this.total > this.maxBytes) {
-        this.finish(undefined);
-        return;
-      }
-      this.chunks.push(chunk);
-    }
-    // `complete` is set just before the HTTP parser pushes the end: with the buffer drained, that was all.
-    if (!req.complete) return;
-    const body =
-      this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks, this.total);
-    if (body.length > 0) req.unshift(body);
-    READ_BODIES.set(req, body);
-    this.finish(body);
-  };
-
-  private readonly onGone = (): void => {
-    this.finish(null);
-  };
-
-  private finish(body: Uint8Array | undefined | null): void {
-    this.req.removeListener('readable', this.onReadable);
-    this.req.removeListener('close', this.onGone);
-    this.resolve(body);
-  }
+  return readAndPutBack(req, maxBytes).then((body) => {
+    if (body) READ_BODIES.set(req, body);
+    return body;
+  });
 }
 
 /** The last resort: what a parser left in `req.body`, as bytes. */

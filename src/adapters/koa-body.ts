@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { readAndPutBack } from './put-back-body.js';
 
 /*
  * Where the Koa middleware gets the request body's bytes:
@@ -54,7 +55,7 @@ export function requestBody(
   )
     return Promise.resolve(EMPTY);
   if (Number(declared ?? 0) > maxBytes) return Promise.resolve(undefined);
-  return new Promise((resolve) => new KeptBodyRead(req, maxBytes, resolve));
+  return readAndPutBack(req, maxBytes);
 }
 
 function rawTextOf(request: ParsedRequest): string | undefined {
@@ -65,60 +66,4 @@ function rawTextOf(request: ParsedRequest): string | undefined {
     if (typeof unparsed === 'string') return unparsed;
   }
   return undefined;
-}
-
-/**
- * Reads the stream in paused mode and, once the last byte is in, puts the whole body back at the
- * front of the stream before `end` is emitted: Node allows an `unshift` until then (its end check
- * runs a tick later and sees the buffer filled again). Downstream code reads `ctx.req` like an
- * untouched request: `data` events, `pipe`, `for await`, raw-body and co-body.
- */
-class KeptBodyRead {
-  private readonly req: IncomingMessage;
-  private readonly maxBytes: number;
-  private readonly resolve: (body: Uint8Array | undefined | null) => void;
-  private readonly chunks: Buffer[] = [];
-  private total = 0;
-  private readonly onReadable = () => this.drain();
-  private readonly onGone = () => this.finish(null);
-
-  constructor(
-    req: IncomingMessage,
-    maxBytes: number,
-    resolve: (body: Uint8Array | undefined | null) => void,
-  ) {
-    this.req = req;
-    this.maxBytes = maxBytes;
-    this.resolve = resolve;
-    req.on('readable', this.onReadable);
-    req.once('close', this.onGone);
-    req.once('error', this.onGone);
-  }
-
-  private drain(): void {
-    const req = this.req;
-    for (let chunk = req.read() as Buffer | null; chunk !== null; chunk = req.read() as Buffer | null) {
-      this.total += chunk.length;
-      // Past the limit: stop reading (back-pressure pauses the socket) and refuse.
-      if (this.total > this.maxBytes) {
-        this.finish(undefined);
-        return;
-      }
-      this.chunks.push(chunk);
-    }
-    // `complete` is set before the parser pushes the end: with the buffer drained, that was all.
-    if (!req.complete) return;
-    const body =
-      this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks, this.total);
-    if (body.length > 0) req.unshift(body);
-    this.finish(body);
-  }
-
-  private finish(body: Uint8Array | undefined | null): void {
-    const req = this.req;
-    req.removeListener('readable', this.onReadable);
-    req.removeListener('close', this.onGone);
-    req.removeListener('error', this.onGone);
-    this.resolve(body);
-  }
 }
