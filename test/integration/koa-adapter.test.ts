@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, it } from 'node:test';
@@ -73,6 +73,24 @@ function route(method: string, path: string, handler: (ctx: Ctx) => unknown) {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Resolves once `check` holds, polling every 5 ms; bounded to 5 s (then resolves anyway). */
+async function whenTrue(check: () => boolean): Promise<void> {
+  const until = Date.now() + 5_000;
+  while (!check() && Date.now() < until) await sleep(5);
+}
+
+/** True once the client has gone (the response closed before it ended); false after 5 s. */
+function clientGone(res: ServerResponse): Promise<boolean> {
+  if (res.destroyed) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), 5_000);
+    res.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
 
 describe('idemkit/koa: the context on ctx.state', () => {
   it('ctx.state.idempotency carries downstreamKey (stable across retries), fencingToken, signal, effectsStarted', async () => {
@@ -677,37 +695,51 @@ describe('idemkit/koa: answers that fail midway', () => {
   it('ctx.respond = false and a .pipe() cut short by a client that went away: the retry gets an answer', async () => {
     const { app } = koaApp();
     let executions = 0;
+    let cutShort: boolean | undefined;
     app.use(idempotency(baseOptions()));
     app.use((ctx) => {
       executions++;
       ctx.respond = false;
       ctx.res.statusCode = 201;
       if (executions > 1) return void ctx.res.end('complete');
+      const res = ctx.res;
       Readable.from(
         (async function* slowly() {
-          for (let i = 0; i < 6; i++) {
+          yield 'chunk';
+          // The rest only once the client has gone (a fixed pace could finish before it left).
+          cutShort = await clientGone(res);
+          for (let i = 0; i < 5; i++) {
             await sleep(50);
             yield 'chunk';
           }
         })(),
-      ).pipe(ctx.res);
+      ).pipe(res);
     });
     await withServer(app, async (url) => {
-      const reply = await abandonThenRetry(url, '/export');
+      const reply = await abandonThenRetry(url, '/export', () => executions === 1);
       assert.deepEqual([reply.status, reply.text], [201, 'complete']);
     });
+    assert.equal(cutShort, true, 'the client went away while the pipe still ran');
     assert.equal(executions, 2);
   });
 
-  /** Sends a keyed POST whose client gives up after 50 ms, then retries until the key is free. */
-  async function abandonThenRetry(url: string, path = '/slow'): Promise<Sent> {
+  /**
+   * Sends a keyed POST whose client gives up once its handler runs (`started`; a fixed delay could
+   * give up before the request reached the handler, or after the handler finished), then retries
+   * until the key is free.
+   */
+  async function abandonThenRetry(url: string, path: string, started: () => boolean): Promise<Sent> {
     const key = randomUUID();
+    const client = new AbortController();
     const gone = fetch(`${url}${path}`, {
       method: 'POST',
       headers: { authorization: AUTH, 'idempotency-key': key, 'content-type': 'application/json' },
       body: '{}',
-      signal: AbortSignal.timeout(50),
-    });
+      signal: client.signal,
+    }).then((response) => response.arrayBuffer()); // an abort after the headers fails the body
+    await whenTrue(started);
+    assert.ok(started(), 'the first request reached its handler within 5 s');
+    client.abort();
     await assert.rejects(gone);
     const deadline = Date.now() + 5_000;
     let reply = await send(url, path, { key });
@@ -721,15 +753,18 @@ describe('idemkit/koa: answers that fail midway', () => {
   it('a client that disconnects before the handler finished: the result is still stored, the retry replays it', async () => {
     const { app } = koaApp();
     let executions = 0;
+    let finishedAfterClientLeft: boolean | undefined;
     app.use(idempotency(baseOptions()));
     app.use(async (ctx) => {
       executions++;
-      await sleep(300);
+      // Finishes only once the client has gone (a fixed 300 ms could finish before it left).
+      if (executions === 1) finishedAfterClientLeft = await clientGone(ctx.res);
       ctx.status = 201;
       ctx.body = { done: executions };
     });
     await withServer(app, async (url) => {
-      const reply = await abandonThenRetry(url);
+      const reply = await abandonThenRetry(url, '/slow', () => executions === 1);
+      assert.equal(finishedAfterClientLeft, true, 'the client went away before the handler finished');
       assert.equal(reply.status, 201);
       assert.equal(reply.headers.get('idempotent-replayed'), 'true', 'the handler finished and was stored');
       assert.deepEqual(JSON.parse(reply.text), { done: 1 });
@@ -741,16 +776,18 @@ describe('idemkit/koa: answers that fail midway', () => {
     const { app } = koaApp();
     let executions = 0;
     app.use(idempotency(baseOptions()));
+    let clientLeftFirst: boolean | undefined;
     app.use(async (ctx) => {
       executions++;
-      await sleep(300);
+      if (executions === 1) clientLeftFirst = await clientGone(ctx.res); // was a fixed 300 ms
       ctx.status = 201;
       // Koa destroys a stream body once the client has gone: nothing whole is left to store, so
       // the key must be freed rather than left locked or stored empty.
       ctx.body = Readable.from(['streamed']);
     });
     await withServer(app, async (url) => {
-      const reply = await abandonThenRetry(url);
+      const reply = await abandonThenRetry(url, '/slow', () => executions === 1);
+      assert.equal(clientLeftFirst, true, 'the client went away before the stream body was set');
       assert.deepEqual([reply.status, reply.text], [201, 'streamed']);
       assert.equal(reply.headers.get('idempotent-replayed'), 'false');
     });
