@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import { describe, it } from 'node:test';
 import { Hono } from 'hono';
 import { setCookie } from 'hono/cookie';
@@ -47,6 +48,23 @@ async function send(
   if (o.body instanceof ReadableStream) init.duplex = 'half';
   const response = await fetch(`${url}${path}`, init);
   return { status: response.status, headers: response.headers, text: await response.text() };
+}
+
+/** What @hono/node-server hands a handler as c.env. */
+interface NodeEnv {
+  outgoing: ServerResponse;
+}
+
+/** True once the client has gone (the response closed before it ended); false after 5 s. */
+function clientGone(res: ServerResponse): Promise<boolean> {
+  if (res.destroyed) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), 5_000);
+    res.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
 }
 
 /** Serves `app` for one test body and always closes it. */
@@ -499,20 +517,28 @@ describe('idemkit/hono: answers that fail midway', () => {
   it('a client that disconnects before the handler finished leaves no locked key: a retry gets the result', async () => {
     const app: App = new Hono();
     let executions = 0;
+    let finishedAfterClientLeft: boolean | undefined;
     app.use('*', idempotency(baseOptions()));
     app.post('/slow', async (c) => {
       executions++;
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Finishes only once the client has gone (a fixed 300 ms could finish before it left).
+      if (executions === 1) finishedAfterClientLeft = await clientGone((c.env as NodeEnv).outgoing);
       return c.json({ done: true }, 201);
     });
     await withServer(app, async (url) => {
       const key = randomUUID();
+      const client = new AbortController();
       const gone = fetch(`${url}/slow`, {
         method: 'POST',
         headers: { authorization: AUTH, 'idempotency-key': key, 'content-type': 'application/json' },
         body: '{}',
-        signal: AbortSignal.timeout(50),
+        signal: client.signal,
       });
+      // The client gives up once the handler runs (a fixed 50 ms could give up before it got there).
+      const until = Date.now() + 5_000;
+      while (executions === 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 5));
+      assert.equal(executions, 1, 'the first request reached its handler within 5 s');
+      client.abort();
       await assert.rejects(gone);
       const deadline = Date.now() + 5_000;
       let reply = await send(url, '/slow', { key });
@@ -520,6 +546,7 @@ describe('idemkit/hono: answers that fail midway', () => {
         await new Promise((resolve) => setTimeout(resolve, 50));
         reply = await send(url, '/slow', { key });
       }
+      assert.equal(finishedAfterClientLeft, true, 'the client went away before the handler finished');
       assert.equal(reply.status, 201);
       assert.equal(reply.headers.get('idempotent-replayed'), 'true', 'the handler finished and was stored');
     });
