@@ -148,18 +148,27 @@ describe('examples/consumer broker workers', () => {
       const channel = await publisher.createChannel();
       const N = 30;
       const id = (i: number) => `${run}-${i}`;
-      // Every id divisible by 7 fails its first attempt (requeued, then booked); order 1 is slow
-      // on its first attempt, so its duplicate arrives while it still runs.
+      // Every id divisible by 7 fails its first attempt (requeued, then booked); order 1's first
+      // attempt is held until the worker has met its duplicate while it still runs (and requeued
+      // it), bounded by 10 s: a fixed sleep let a slow broker deliver the duplicate after it.
       const attempts = new Map<string, number>();
+      const stillRunningLines: string[] = [];
+      let heldUntilDuplicateMet: boolean | undefined;
       worker = await startRabbitWorker({
         url: AMQP_URL,
         queue,
         store: sqliteStore({ path: join(dir, 'processed.db') }),
-        log() {},
+        log(line) {
+          if (line.startsWith('still running elsewhere: ')) stillRunningLines.push(line);
+        },
         async beforeApply(entry) {
           const attempt = (attempts.get(entry.messageId) ?? 0) + 1;
           attempts.set(entry.messageId, attempt);
-          if (entry.messageId === id(1) && attempt === 1) await sleep(500);
+          if (entry.messageId === id(1) && attempt === 1) {
+            heldUntilDuplicateMet = await waitUntil(() =>
+              stillRunningLines.includes(`still running elsewhere: ${id(1)}, requeued`),
+            );
+          }
           if (Number(entry.messageId.split('-').pop()) % 7 === 0 && attempt === 1) {
             throw new Error('stock service timed out');
           }
@@ -182,8 +191,12 @@ describe('examples/consumer broker workers', () => {
       const duplicatesSent = again.length + 1;
 
       const w = worker;
-      const settled = await waitUntil(() => w.stats.processed === N && w.stats.duplicates === duplicatesSent);
-      assert.ok(settled, `every copy was settled within 10 s: ${JSON.stringify(w.stats)}`);
+      const settled = await waitUntil(
+        () => w.stats.processed === N && w.stats.duplicates === duplicatesSent,
+        20_000,
+      );
+      assert.ok(settled, `every copy was settled within 20 s: ${JSON.stringify(w.stats)}`);
+      assert.equal(heldUntilDuplicateMet, true, 'the duplicate of order 1 met its first copy still running');
       await sleep(300); // nothing is booked late
       const counts = rowsPerId(w.applied);
       assert.equal(counts.size, N);
