@@ -6,7 +6,15 @@ import { headerValue } from '../core/request.js';
 import { defineHttpContractLimits } from './http-contract-limits.js';
 import { defineHttpContractSecurity } from './http-contract-security.js';
 import { defineHttpContractSyntax } from './http-contract-syntax.js';
-import { type ContractHarness, call, post, type Started, type StoreHandle, slow } from './http-harness.js';
+import {
+  type ContractHarness,
+  call,
+  post,
+  type ServedApp,
+  type Started,
+  type StoreHandle,
+  slow,
+} from './http-harness.js';
 import { createReferenceApp, type ReferenceApp } from './reference-app.js';
 import { countingStore } from './store-spy.js';
 
@@ -205,7 +213,7 @@ export function defineHttpContract(options: HttpContractOptions): void {
       async (s) => {
         const key = randomUUID();
         const first = slow(s.url, key, 1_500, 'T4');
-        await new Promise((resolve) => setTimeout(resolve, 200));
+        await untilStarted(s, 'T4');
         const duplicate = await slow(s.url, key, 1_500, 'T4');
         assert.equal(duplicate.status, 409);
         assert.equal(duplicate.problem?.type, 'urn:idemkit:problem:in-progress');
@@ -232,7 +240,7 @@ export function defineHttpContract(options: HttpContractOptions): void {
     harness.test('T4 wait mode: the duplicate is held, then gets the replay', { wait: true }, async (s) => {
       const key = randomUUID();
       const first = slow(s.url, key, 800, 'T4w');
-      await new Promise((resolve) => setTimeout(resolve, 150));
+      await untilStarted(s, 'T4w');
       const held = await slow(s.url, key, 800, 'T4w');
       const original = await first;
       assert.equal(held.status, 201);
@@ -335,4 +343,17 @@ export function defineHttpContract(options: HttpContractOptions): void {
     defineHttpContractSecurity(harness);
     defineHttpContractLimits(harness);
   });
+}
+
+/**
+ * Waits (at most 5 s) until the app's handler has started `op`: the first request then holds its
+ * key, and a duplicate sent now meets it in flight. (A fixed head start is not enough on a loaded
+ * machine: the duplicate could claim the key first and the two would swap roles.)
+ */
+async function untilStarted(s: ServedApp, op: string): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (s.app.executions(op) === 0) {
+    assert.ok(Date.now() < deadline, `the first ${op} request did not reach the handler within 5 s`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
