@@ -15,6 +15,7 @@ import {
 } from '../../src/adapters/hono.js';
 import { createIdempotency, memoryStore } from '../../src/index.js';
 import { countingStore } from '../../src/testing/index.js';
+import { clientGone } from '../support/client-gone.js';
 import { serveHono } from '../support/hono-reference.js';
 
 type App = Hono<{ Variables: IdempotencyVariables }>;
@@ -53,18 +54,6 @@ async function send(
 /** What @hono/node-server hands a handler as c.env. */
 interface NodeEnv {
   outgoing: ServerResponse;
-}
-
-/** True once the client has gone (the response closed before it ended); false after 5 s. */
-function clientGone(res: ServerResponse): Promise<boolean> {
-  if (res.destroyed) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), 5_000);
-    res.once('close', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
 }
 
 /** Serves `app` for one test body and always closes it. */

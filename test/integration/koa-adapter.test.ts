@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { request as httpRequest, type ServerResponse } from 'node:http';
+import { request as httpRequest } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, it } from 'node:test';
@@ -8,6 +8,7 @@ import Koa, { type Next, type ParameterizedContext } from 'koa';
 import { type IdempotencyState, idempotency, type KoaIdempotencyOptions } from '../../src/adapters/koa.js';
 import { createIdempotency, memoryStore } from '../../src/index.js';
 import { countingStore } from '../../src/testing/index.js';
+import { clientGone } from '../support/client-gone.js';
 import { serveKoa } from '../support/koa-reference.js';
 
 type App = Koa<IdempotencyState>;
@@ -78,18 +79,6 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 async function whenTrue(check: () => boolean): Promise<void> {
   const until = Date.now() + 5_000;
   while (!check() && Date.now() < until) await sleep(5);
-}
-
-/** True once the client has gone (the response closed before it ended); false after 5 s. */
-function clientGone(res: ServerResponse): Promise<boolean> {
-  if (res.destroyed) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), 5_000);
-    res.once('close', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
 }
 
 describe('idemkit/koa: the context on ctx.state', () => {
