@@ -14,8 +14,21 @@ const EMPTY = new Uint8Array(0);
  * whose is it (principal, tenant → the scope hash), may that caller run one more, and what is
  * its fingerprint. Cheap refusals come first; the store is touched only at the end, by the
  * claim (claim.ts).
+ *
+ * Not an async function: with the default principal (a hash of `Authorization`) and no tenant
+ * function nothing here waits, and the claim's own async frame is the request's only one.
+ * A throw still becomes a rejected promise, as from an async function.
  */
-export async function beginRequest(rt: EngineRuntime, request: EngineRequest): Promise<Decision> {
+export function beginRequest(rt: EngineRuntime, request: EngineRequest): Promise<Decision> {
+  try {
+    const decision = admit(rt, request);
+    return decision instanceof Promise ? decision : Promise.resolve(decision);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+function admit(rt: EngineRuntime, request: EngineRequest): Decision | Promise<Decision> {
   const options = rt.options;
   const method = request.method.toUpperCase();
   if (!options.methods.has(method)) return BYPASS;
@@ -28,15 +41,53 @@ export async function beginRequest(rt: EngineRuntime, request: EngineRequest): P
   if (body.byteLength > options.maxBodyBytes) {
     return reject(rt, 'payload-too-large', `the body is larger than ${options.maxBodyBytes} bytes`);
   }
+  if (options.principal || options.tenant) return admitCaller(rt, request, method, found.key, body);
+  return claimAs(
+    rt,
+    request,
+    method,
+    found.key,
+    body,
+    '',
+    hashCredential(headerValue(request.headers, 'authorization')),
+  );
+}
 
+/** The operator's own principal and tenant functions, which may be async. */
+async function admitCaller(
+  rt: EngineRuntime,
+  request: EngineRequest,
+  method: string,
+  clientKey: string,
+  body: Uint8Array,
+): Promise<Decision> {
+  const options = rt.options;
   const principal = options.principal
     ? ((await options.principal(request.native, request)) ?? '')
     : hashCredential(headerValue(request.headers, 'authorization'));
+  // Refused before the tenant function runs, as it always was.
   if (principal === '' && options.requirePrincipal) {
     return reject(rt, 'principal-required', 'authenticate before sending a key');
   }
   const tenant = options.tenant ? ((await options.tenant(request.native, request)) ?? '') : '';
-  const key = scopeHash({ tenant, principal, method, path: request.path, key: found.key });
+  return claimAs(rt, request, method, clientKey, body, tenant, principal);
+}
+
+/** The scope, the fingerprint and the claim of a request whose caller is known. */
+function claimAs(
+  rt: EngineRuntime,
+  request: EngineRequest,
+  method: string,
+  clientKey: string,
+  body: Uint8Array,
+  tenant: string,
+  principal: string,
+): Decision | Promise<Decision> {
+  const options = rt.options;
+  if (principal === '' && options.requirePrincipal) {
+    return reject(rt, 'principal-required', 'authenticate before sending a key');
+  }
+  const key = scopeHash({ tenant, principal, method, path: request.path, key: clientKey });
   // Counted, so an operator sees how much traffic shares the one anonymous scope.
   if (principal === '') rt.emit({ type: 'anonymous', key });
 
@@ -61,6 +112,5 @@ export async function beginRequest(rt: EngineRuntime, request: EngineRequest): P
     leaseMs: options.leaseMs(request),
     retentionMs: options.retentionMs(request),
   };
-  const refusal = `at most ${options.maxInFlightPerPrincipal} keyed requests may run at once`;
-  return claimWithinCap(rt, claimant, waitMsOf(options.waitMs(request)), refusal);
+  return claimWithinCap(rt, claimant, waitMsOf(options.waitMs(request)), 'keyed requests');
 }

@@ -33,61 +33,84 @@ export const NO_SECRETS: readonly VersionedSecret[] = Object.freeze([]);
 
 /**
  * Admits `c` within its caller's cap (`maxInFlightPerPrincipal`) and claims: the place is taken
- * before the first await, so concurrent requests count each other, and given back here for every
+ * before the first await, so concurrent requests count each other, and given back for every
  * outcome that does not run (replay, conflict, refusal, store failure, a throw); an execution
  * gives it back when it finishes.
+ *
+ * Not itself async: once the store's check has passed and the secrets are known (every request
+ * but the first few), the claim's one async frame (`claimAndDecide`) is the whole chain. Each
+ * async layer costs a promise and a suspended frame per request, and that garbage is most of
+ * what the engine collects.
  */
-export async function claimWithinCap(
+export function claimWithinCap(
   rt: EngineRuntime,
   c: Claimant,
   waitMs: number,
-  refusal: string,
+  /** What the caller runs, for the refusal: "at most N keyed requests may run at once". */
+  counted: string,
 ): Promise<Decision> {
-  if (!rt.inFlight.reserve(c.slot, rt.options.maxInFlightPerPrincipal))
-    return reject(rt, 'capacity', refusal);
-  let decision: Decision;
+  const max = rt.options.maxInFlightPerPrincipal;
+  if (!rt.inFlight.reserve(c.slot, max)) {
+    return Promise.resolve(reject(rt, 'capacity', `at most ${max} ${counted} may run at once`));
+  }
+  const known = rt.storeCheck.passed ? knownSecrets(rt) : undefined;
+  if (!known) return admitAndClaim(rt, c, waitMs);
+  c.secrets = known;
+  c.print = c.fingerprint.digest(known[0] as VersionedSecret);
+  return claimAndDecide(rt, c, waitMs);
+}
+
+/** The secrets when they are at hand without waiting (configured, or read once), else undefined. */
+function knownSecrets(rt: EngineRuntime): readonly VersionedSecret[] | undefined {
   try {
-    decision = await admitAndClaim(rt, c, waitMs);
+    const secrets = rt.secrets.get();
+    return Array.isArray(secrets) ? secrets : undefined;
+  } catch {
+    return undefined; // admitAndClaim asks again, and reports the failure
+  }
+}
+
+/**
+ * The slow way in, until the store's startup check has passed and its secret has been read:
+ * both awaited, then the claim. The caller's place (reserved by `claimWithinCap`) is given back
+ * here when the request is refused or this throws; from the claim on, `claimAndDecide` does.
+ */
+async function admitAndClaim(rt: EngineRuntime, c: Claimant, waitMs: number): Promise<Decision> {
+  let refused: Decision | undefined;
+  try {
+    if (!rt.storeCheck.passed && (await rt.storeCheck.misconfigured())) {
+      refused = reject(rt, 'store-misconfigured', 'the idempotency store failed its configuration check');
+    } else {
+      try {
+        c.secrets = await rt.secrets.get();
+      } catch (error) {
+        rt.emit({ type: 'store-error', key: c.key, operation: 'secret', error });
+        refused = reject(rt, 'store-unavailable', 'the request was not run; retry with the same key');
+      }
+    }
   } catch (error) {
     rt.inFlight.finished(c.slot);
     throw error;
   }
-  if (decision.kind !== 'execute') rt.inFlight.finished(c.slot);
-  return decision;
-}
-
-/**
- * The last step of admission, shared by HTTP requests (begin.ts) and operation calls
- * (operation.ts): the store's startup check, the fingerprint secrets (the claimant's `secrets`
- * and `print` are filled in here), then the claim.
- */
-export async function admitAndClaim(rt: EngineRuntime, c: Claimant, waitMs: number): Promise<Decision> {
-  if (!rt.storeCheck.passed && (await rt.storeCheck.misconfigured())) {
-    return reject(rt, 'store-misconfigured', 'the idempotency store failed its configuration check');
+  if (refused) {
+    rt.inFlight.finished(c.slot);
+    return refused;
   }
-  let known: readonly VersionedSecret[];
-  try {
-    // Usually an array already (configured, or read once): no await, so no extra microtask.
-    const secrets = rt.secrets.get();
-    known = Array.isArray(secrets) ? secrets : await secrets;
-  } catch (error) {
-    rt.emit({ type: 'store-error', key: c.key, operation: 'secret', error });
-    return reject(rt, 'store-unavailable', 'the request was not run; retry with the same key');
-  }
-  c.secrets = known;
-  c.print = c.fingerprint.digest(known[0] as VersionedSecret);
+  c.print = c.fingerprint.digest(c.secrets[0] as VersionedSecret);
   return claimAndDecide(rt, c, waitMs);
 }
 
 /**
  * Claims the key and turns the outcome into a decision: acquired → execute; someone else's
  * request under this key → 409 key-reused; completed → replay; still running → wait and claim
- * again (wait mode, until `waitMs`), else 409 in-progress.
+ * again (wait mode, until `waitMs`), else 409 in-progress. Gives the caller's place back for
+ * every decision but execute, and when it throws.
  */
-export async function claimAndDecide(rt: EngineRuntime, c: Claimant, waitMs: number): Promise<Decision> {
+async function claimAndDecide(rt: EngineRuntime, c: Claimant, waitMs: number): Promise<Decision> {
   // Read the clock only when a duplicate has to wait: most claims are decided at once.
   let deadline = Number.NaN;
   let waiter: Waiter | undefined;
+  let decision: Decision | undefined;
   try {
     for (;;) {
       const token = ownerToken();
@@ -95,29 +118,39 @@ export async function claimAndDecide(rt: EngineRuntime, c: Claimant, waitMs: num
       try {
         result = await claim(rt, c, token);
       } catch (error) {
-        return claimFailed(rt, c, error);
+        decision = claimFailed(rt, c, error);
+        return decision;
       }
       if (result.outcome === 'acquired') {
         if (result.takeover) rt.emit({ type: 'takeover', key: c.key, generation: result.generation });
-        return startClaimed(rt, c, token, result.generation);
+        const started = startClaimed(rt, c, token, result.generation);
+        decision = started instanceof Promise ? await started : started;
+        return decision;
       }
       if (!matches(c, result.record)) {
         rt.emit({ type: 'mismatch', key: c.key });
-        return reject(rt, 'key-reused', 'this key was used for a different request; use a new key');
+        decision = reject(rt, 'key-reused', 'this key was used for a different request; use a new key');
+        return decision;
       }
-      if (result.outcome === 'completed') return completed(rt, c.key, result.record);
+      if (result.outcome === 'completed') {
+        decision = completed(rt, c.key, result.record);
+        return decision;
+      }
       if (samePrintUnderOldSecret(c, result.record)) continue;
       if (Number.isNaN(deadline)) deadline = monotonicNow() + waitMs;
       const remaining = deadline - monotonicNow();
       waiter ??= remaining > 0 ? rt.waits.enter(c.key) : undefined;
       if (remaining <= 0 || !waiter) {
         rt.emit({ type: 'conflict', key: c.key, reason: 'in-progress' });
-        return reject(rt, 'in-progress', 'the first request with this key is still running; retry later');
+        decision = reject(rt, 'in-progress', 'the first request with this key is still running; retry later');
+        return decision;
       }
       // Until the first request settles (a wake-up) or the next poll; then claim again.
       await waiter.pause(remaining);
     }
   } finally {
+    // Undefined here means a throw: the place is given back then too.
+    if (decision?.kind !== 'execute') rt.inFlight.finished(c.slot);
     if (waiter) rt.waits.leave(c.key, waiter);
   }
 }

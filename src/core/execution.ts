@@ -186,8 +186,7 @@ class Execution extends Deadline {
   abort(error: unknown): Promise<CommitResult> {
     this.settle();
     if (this.leaseLost) {
-      this.onFinish();
-      this.onSettled();
+      this.ended();
       return (this.p.transaction?.rollback() ?? Promise.resolve()).catch(ignore).then(leaseLostResult);
     }
     return this.finish(undefined, problemCodeOf(error));
@@ -195,23 +194,50 @@ class Execution extends Deadline {
 
   /**
    * Ends the execution with the handler's response, or with `failure` (the code of a problem
-   * idemkit answers because the handler failed). Every path frees the key one way or another.
+   * idemkit answers because the handler failed). Every path frees the key one way or another:
+   * each of the async steps below ends with `ended()`, and so does a throw here. Not itself
+   * async, so the usual commit (a result to store) is one async frame, not two.
    */
-  private async finish(handed: EngineResponse | undefined, failure?: ProblemCode): Promise<CommitResult> {
-    const tx = this.p.transaction;
-    const { key, token, retentionMs } = this.p;
+  private finish(handed: EngineResponse | undefined, failure?: ProblemCode): Promise<CommitResult> {
     try {
-      if (this.leaseLost) {
-        await tx?.rollback().catch(ignore);
-        return leaseLostResult();
-      }
+      const tx = this.p.transaction;
+      if (this.leaseLost) return this.endLeaseLost(tx);
       let response = handed ?? failureProblem(failure ?? 'handler-error', 'release');
       let disposition = this.classify(response);
       if (disposition === 'release' && this.effectsStarted) disposition = 'uncertain';
       // Our own answer to a failure says what a retry with this key will get.
       if (failure !== undefined) response = failureProblem(failure, disposition);
-      if (disposition === 'store')
-        return tx ? await this.commitTransaction(tx, response) : await this.storeResult(response);
+      if (disposition !== 'store') return this.endWithout(tx, response, disposition);
+      return tx ? this.commitTransaction(tx, response) : this.storeResult(response);
+    } catch (error) {
+      this.ended();
+      return Promise.reject(error);
+    }
+  }
+
+  /** The execution is over (whatever its outcome): its slot is free and its waiters wake. */
+  private ended(): void {
+    this.onFinish();
+    this.onSettled();
+  }
+
+  private async endLeaseLost(tx: StoreTransaction | undefined): Promise<CommitResult> {
+    try {
+      await tx?.rollback().catch(ignore);
+      return leaseLostResult();
+    } finally {
+      this.ended();
+    }
+  }
+
+  /** A result not to keep: the key is released, or held uncertain when effects may have begun. */
+  private async endWithout(
+    tx: StoreTransaction | undefined,
+    response: EngineResponse,
+    disposition: 'release' | 'uncertain',
+  ): Promise<CommitResult> {
+    const { key, token, retentionMs } = this.p;
+    try {
       // Nothing the handler wrote through the transaction may survive a failure.
       await tx
         ?.rollback()
@@ -232,8 +258,7 @@ class Execution extends Deadline {
       this.emit({ type: disposition, key, status: response.status });
       return { response: markOriginal(response), disposition, durable: true };
     } finally {
-      this.onFinish();
-      this.onSettled();
+      this.ended();
     }
   }
 
@@ -255,32 +280,44 @@ class Execution extends Deadline {
   private async storeResult(response: EngineResponse): Promise<CommitResult> {
     const { options, store } = this;
     const { key, token, retentionMs } = this.p;
-    const stored = toStoredResponse(
-      response,
-      options.replayAllowlist(this.p.request),
-      options.maxStoredBytes,
-    );
-    const call = () => store.complete({ key, token, response: stored, retentionMs });
-    for (let attempt = 1; attempt <= COMPLETE_ATTEMPTS; attempt++) {
-      try {
-        if (!(await storeCall(store, 'complete', call, options.storeTimeoutMs))) {
-          this.emit({ type: 'lease-lost', key, generation: this.p.generation });
-          return leaseLostResult();
+    try {
+      const stored = toStoredResponse(
+        response,
+        options.replayAllowlist(this.p.request),
+        options.maxStoredBytes,
+      );
+      const call = () => store.complete({ key, token, response: stored, retentionMs });
+      for (let attempt = 1; attempt <= COMPLETE_ATTEMPTS; attempt++) {
+        try {
+          if (!(await storeCall(store, 'complete', call, options.storeTimeoutMs))) {
+            this.emit({ type: 'lease-lost', key, generation: this.p.generation });
+            return leaseLostResult();
+          }
+          return { response: markOriginal(response), disposition: 'store', durable: true };
+        } catch (error) {
+          this.emit({ type: 'store-error', key, operation: 'complete', error });
+          if (attempt < COMPLETE_ATTEMPTS) await sleep(50 * attempt);
         }
-        return { response: markOriginal(response), disposition: 'store', durable: true };
-      } catch (error) {
-        this.emit({ type: 'store-error', key, operation: 'complete', error });
-        if (attempt < COMPLETE_ATTEMPTS) await sleep(50 * attempt);
       }
+      // The response is the truth: send it, and keep writing it until the lease ends (F3).
+      this.emit({ type: 'non-durable', key });
+      void this.flushInBackground(call, this.lastRenewed + this.p.leaseMs);
+      return { response: markOriginal(response), disposition: 'store', durable: false };
+    } finally {
+      this.ended();
     }
-    // The response is the truth: send it, and keep writing it until the lease ends (F3).
-    this.emit({ type: 'non-durable', key });
-    void this.flushInBackground(call, this.lastRenewed + this.p.leaseMs);
-    return { response: markOriginal(response), disposition: 'store', durable: false };
   }
 
   /** F3/F12 in transactional mode: the result and the handler's writes commit together. */
   private async commitTransaction(tx: StoreTransaction, response: EngineResponse): Promise<CommitResult> {
+    try {
+      return await this.commitWith(tx, response);
+    } finally {
+      this.ended();
+    }
+  }
+
+  private async commitWith(tx: StoreTransaction, response: EngineResponse): Promise<CommitResult> {
     const { options, store } = this;
     const { key, token, retentionMs } = this.p;
     const stored = toStoredResponse(

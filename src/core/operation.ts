@@ -147,8 +147,7 @@ function decide(rt: EngineRuntime, call: OperationCall): Promise<Decision> | Dec
     leaseMs: positive('leaseMs', call.leaseMs) ?? options.leaseMs(request),
     retentionMs: positive('retentionMs', call.retentionMs) ?? options.retentionMs(request),
   };
-  const refusal = `at most ${options.maxInFlightPerPrincipal} operations may run at once`;
-  return claimWithinCap(rt, claimant, waitMsOf(call.wait ?? options.waitMs(request)), refusal);
+  return claimWithinCap(rt, claimant, waitMsOf(call.wait ?? options.waitMs(request)), 'operations');
 }
 
 /** Canonical JSON of params: key order and spacing never make two equal calls differ. */
