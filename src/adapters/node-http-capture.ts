@@ -242,6 +242,11 @@ export class ResponseCapture {
   /** Held: nothing is sent before the commit. */
   flushHeaders(): void {}
 
+  /** The handler's context under this claim (Express's `req.idempotency` reads it). */
+  get context(): ExecuteDecision['ctx'] {
+    return this.decision.ctx;
+  }
+
   private hold(chunk: unknown, encoding: unknown): void {
     const bytes =
       typeof chunk === 'string'

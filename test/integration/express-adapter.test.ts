@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { ServerResponse } from 'node:http';
+import { IncomingMessage, ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -748,6 +748,30 @@ for (const major of [4, 5] as ExpressMajor[]) {
       assert.equal(executions, 1);
     });
 
+    it('req.idempotency reaches handlers in a mounted sub-app, is undefined for requests not under a claim, and an app may assign it', async () => {
+      const app = newApp();
+      const sub = newApp();
+      const seen: string[] = [];
+      app.use(idempotency(baseOptions()));
+      sub.post('/pay', (req, res) => {
+        seen.push(req.idempotency ? 'claimed' : 'none');
+        res.status(201).json({ ok: true });
+      });
+      sub.get('/pay', (req, res) => {
+        seen.push(req.idempotency ? 'claimed' : 'none');
+        (req as Request).idempotency = { fencingToken: 7 } as NonNullable<Request['idempotency']>;
+        res.json({ assigned: req.idempotency?.fencingToken });
+      });
+      app.use('/sub', sub);
+      await withApp(app, async (url) => {
+        const first = await send(url, '/sub/pay', { key: randomUUID() });
+        assert.equal(first.status, 201, first.text);
+        assert.equal((await send(url, '/sub/pay', { method: 'GET' })).text, '{"assigned":7}');
+      });
+      assert.deepEqual(seen, ['claimed', 'none']);
+      assert.ok(!Object.hasOwn(IncomingMessage.prototype, 'idempotency'), "Node's prototype is untouched");
+    });
+
     it("Node's own ServerResponse.prototype is never patched; the app's other responses answer as before", async () => {
       const nodeMethods = ['writeHead', 'write', 'end', 'flushHeaders', 'destroy'].map(
         (name) => (ServerResponse.prototype as unknown as Record<string, unknown>)[name],
@@ -779,7 +803,7 @@ for (const major of [4, 5] as ExpressMajor[]) {
       );
     });
 
-    it('a held response and its request get no properties from idemkit but req.idempotency (each one added copies the hidden class Express gives every request and response)', async () => {
+    it('a held response and its request get no properties from idemkit, req.idempotency included (each one added copies the hidden class Express gives every request and response)', async () => {
       const app = newApp();
       const added: string[][] = [];
       app.use(idempotency(baseOptions()));
@@ -787,7 +811,8 @@ for (const major of [4, 5] as ExpressMajor[]) {
         const ours = (o: object) =>
           Reflect.ownKeys(o)
             .map(String)
-            .filter((k) => /idemkit|^(writeHead|write|end|flushHeaders|destroy)$/.test(k));
+            .filter((k) => /idemkit|^(idempotency|writeHead|write|end|flushHeaders|destroy)$/.test(k));
+        assert.ok(req.idempotency?.downstreamKey(), 'the context is there all the same');
         added.push([...ours(req), ...ours(res)]);
         res.status(201).json({ amount: req.body.amount });
       });
