@@ -352,13 +352,18 @@ function swallowEnd(
   return this;
 }
 
-/** Node's header record as the engine's lines; arrays (set-cookie) become one line each. */
+/**
+ * The headers set on `res` as the engine's lines; arrays (set-cookie) become one line each. By
+ * name and `getHeader`, not `getHeaders()`: that builds a dictionary-mode copy of every header on
+ * every captured response, only to be walked once.
+ */
 export function headerLinesOf(res: ServerResponse): [string, string][] {
   const lines: [string, string][] = [];
-  const headers = res.getHeaders();
-  for (const name in headers) {
+  const names = res.getHeaderNames();
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i] as string;
     if (FRAMING.has(name)) continue;
-    const value = headers[name];
+    const value = res.getHeader(name);
     if (value === undefined) continue;
     if (Array.isArray(value)) for (const v of value) lines.push([name, String(v)]);
     else lines.push([name, String(value)]);

@@ -84,7 +84,15 @@ export function toStoredResponse(
 
 /** The first answer: the handler's response as it was, marked as not replayed. */
 export function markOriginal(response: EngineResponse): EngineResponse {
-  return { ...response, headers: [...withoutReplayMarker(response.headers), [REPLAYED_HEADER, 'false']] };
+  // One pass and one array: this runs for every executed request.
+  const from = response.headers;
+  const headers: [string, string][] = [];
+  for (let i = 0; i < from.length; i++) {
+    const line = from[i] as [string, string];
+    if (line[0].toLowerCase() !== REPLAYED_HEADER) headers.push(line);
+  }
+  headers.push([REPLAYED_HEADER, 'false']);
+  return { ...response, headers };
 }
 
 /** A replay: stored status, identical body bytes, stored headers, marker and `no-store`. */
@@ -92,10 +100,6 @@ export function toReplay(stored: StoredResponse): EngineResponse {
   const headers: [string, string][] = stored.headers.filter(([n]) => n !== 'cache-control');
   headers.push([REPLAYED_HEADER, 'true'], ['cache-control', 'no-store']);
   return { status: stored.status, headers, body: stored.body };
-}
-
-function withoutReplayMarker(headers: [string, string][]): [string, string][] {
-  return headers.filter(([n]) => n.toLowerCase() !== REPLAYED_HEADER);
 }
 
 /** Statuses whose responses must not carry a body (RFC 9110). */
