@@ -8,6 +8,7 @@ import { BYPASS, type EngineRuntime, reject } from './runtime.js';
 import { hashCredential, scopeHash, slotOf } from './scope.js';
 
 const EMPTY = new Uint8Array(0);
+const NO_HEADERS: readonly [string, string][] = Object.freeze([]);
 
 /**
  * Admission, the first half of `begin()`: is the request covered, does it carry a valid key,
@@ -97,7 +98,10 @@ function claimAs(
       path: request.path,
       query: request.query ?? '',
       contentType: headerValue(request.headers, 'content-type') ?? '',
-      headers: options.fingerprintHeaders.map((h) => [h, headerValue(request.headers, h) ?? '']),
+      headers:
+        options.fingerprintHeaders.length === 0
+          ? NO_HEADERS
+          : options.fingerprintHeaders.map((h) => [h, headerValue(request.headers, h) ?? '']),
       body,
     },
     options.fingerprint,

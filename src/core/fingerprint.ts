@@ -90,14 +90,10 @@ export interface Material {
 }
 
 function buildMaterial(input: FingerprintInput, options: FingerprintOptions): Material {
-  const mediaType = input.contentType.split(';')[0]?.trim().toLowerCase() ?? '';
-  const head = JSON.stringify([
-    input.method,
-    input.path,
-    input.query,
-    mediaType,
-    ...input.headers.flatMap(([n, v]) => [n.toLowerCase(), v]),
-  ]);
+  const mediaType = mediaTypeOf(input.contentType);
+  const fields = [input.method, input.path, input.query, mediaType];
+  for (const [name, value] of input.headers) fields.push(name.toLowerCase(), value);
+  const head = JSON.stringify(fields);
   if (options.bodyMode === 'canonical' && JSON_TYPE.test(mediaType) && input.body.byteLength > 0) {
     // Already canonical (compact, sorted keys, as many clients send): its bytes are the canonical
     // text's UTF-8, so they are hashed as they are, with the same result as the full path.
@@ -109,6 +105,12 @@ function buildMaterial(input: FingerprintInput, options: FingerprintOptions): Ma
     if (canonical !== undefined) return { head, kind: 'j', body: canonical };
   }
   return { head, kind: 'r', body: input.body };
+}
+
+/** `application/json; charset=utf-8` → `application/json`, without splitting into an array. */
+function mediaTypeOf(contentType: string): string {
+  const end = contentType.indexOf(';');
+  return (end < 0 ? contentType : contentType.slice(0, end)).trim().toLowerCase();
 }
 
 /** The HMAC key blocks of a secret (RFC 2104): key XOR ipad and key XOR opad, 64 bytes each. */

@@ -97,7 +97,12 @@ export function markOriginal(response: EngineResponse): EngineResponse {
 
 /** A replay: stored status, identical body bytes, stored headers, marker and `no-store`. */
 export function toReplay(stored: StoredResponse): EngineResponse {
-  const headers: [string, string][] = stored.headers.filter(([n]) => n !== 'cache-control');
+  const from = stored.headers;
+  const headers: [string, string][] = [];
+  for (let i = 0; i < from.length; i++) {
+    const line = from[i] as [string, string];
+    if (line[0] !== 'cache-control') headers.push(line);
+  }
   headers.push([REPLAYED_HEADER, 'true'], ['cache-control', 'no-store']);
   return { status: stored.status, headers, body: stored.body };
 }

@@ -98,6 +98,11 @@ export function markInProcess<T extends object>(store: T): T {
   return store;
 }
 
+/** Whether `store` answers from this process's memory (see markInProcess): no timeout race needed. */
+export function isInProcess(store: object): boolean {
+  return (store as { [IN_PROCESS]?: boolean })[IN_PROCESS] === true;
+}
+
 /** A store call on the request path: raced against its timeout unless the store is in-process. */
 export function storeCall<T>(
   store: object,
@@ -106,7 +111,7 @@ export function storeCall<T>(
   timeoutMs: number,
   onLateResult?: (value: T) => void,
 ): Promise<T> {
-  if ((store as { [IN_PROCESS]?: boolean })[IN_PROCESS] !== true) {
+  if (!isInProcess(store)) {
     return withTimeout(operation, call, timeoutMs, onLateResult);
   }
   try {

@@ -371,19 +371,22 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
       if (!record) return false;
       const at = now();
       const kept = fitted(record, request.response, at);
-      rewrite(record, {
-        state: RecordState.Completed,
-        completedAt: at,
-        expiresAt: at + request.retentionMs,
-        token: null,
-        status: kept.status,
-        headers: flattened(kept.headers),
-        // Copied: the caller's buffer may be reused after we return. One memcpy
-        // (Uint8Array.from walks the bytes one by one).
-        body: kept.body.byteLength === 0 ? EMPTY : new Uint8Array(kept.body),
-        bodyOmitted: 'bodyOmitted' in kept ? kept.bodyOmitted : undefined,
-        bodySha256: 'bodySha256' in kept ? kept.bodySha256 : undefined,
-      });
+      // Field by field rather than through rewrite()'s changes object: this runs for every
+      // executed request.
+      remove(record);
+      record.state = RecordState.Completed;
+      record.completedAt = at;
+      record.expiresAt = at + request.retentionMs;
+      record.token = null;
+      record.status = kept.status;
+      record.headers = flattened(kept.headers);
+      // Copied: the caller's buffer may be reused after we return. One memcpy
+      // (Uint8Array.from walks the bytes one by one).
+      record.body = kept.body.byteLength === 0 ? EMPTY : new Uint8Array(kept.body);
+      record.bodyOmitted = 'bodyOmitted' in kept ? kept.bodyOmitted : undefined;
+      record.bodySha256 = 'bodySha256' in kept ? kept.bodySha256 : undefined;
+      record.view = undefined;
+      add(record);
       return true;
     },
 
