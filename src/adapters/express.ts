@@ -7,7 +7,7 @@ import { problemResponse } from '../core/problem.js';
 import type { EngineRequest } from '../core/request.js';
 import { requestBody } from './express-body.js';
 import { engineRequestOf, sendEngineResponse } from './node-http.js';
-import { captureResponse, type ResponseCapture } from './node-http-capture.js';
+import { captureOf, captureResponse } from './node-http-capture.js';
 
 export type { WebhookHandler, WebhookReceiverOptions } from '../consumer/receive-webhook.js';
 export type { HandlerContext } from '../core/execution.js';
@@ -33,12 +33,6 @@ export interface ExpressIdempotencyOptions extends Omit<IdempotencyOptions, 'pri
   tenant?: Resolver;
 }
 
-/**
- * The capture of a response whose request runs under a claim, for `idempotencyErrors()`. A
- * WeakMap, not a property: Express gives each response a hidden class of its own, which every
- * property added to it copies.
- */
-const CAPTURES = new WeakMap<ServerResponse, ResponseCapture>();
 type Next = (error?: unknown) => void;
 type Engine = Pick<Idempotency, 'begin' | 'options'>;
 
@@ -86,7 +80,8 @@ async function decide(engine: Engine, req: Request, res: ServerResponse, next: N
     case 'replay':
       return sendEngineResponse(res, decision.response);
     case 'execute': {
-      CAPTURES.set(res, captureResponse(res, decision, engine.options.maxStoredBytes));
+      // Found again by idempotencyErrors() and req.idempotency through captureOf(res).
+      captureResponse(res, decision, engine.options.maxStoredBytes);
       exposeContext(req, decision.ctx);
       return next();
     }
@@ -121,7 +116,7 @@ function defineAccessor(proto: object): void {
     configurable: true,
     enumerable: false,
     get(this: Request): HandlerContext | undefined {
-      return this.res ? CAPTURES.get(this.res)?.context : undefined;
+      return this.res ? captureOf(this.res)?.context : undefined;
     },
     // Assigned by the app itself (a test, another middleware): an own property then, as before.
     set(this: Request, value: HandlerContext | undefined) {
@@ -151,9 +146,8 @@ function defineAccessor(proto: object): void {
  */
 export function idempotencyErrors(): ErrorRequestHandler {
   return function idempotencyErrorHandler(error, req, res, next) {
-    const capture = CAPTURES.get(res);
+    const capture = captureOf(res);
     if (capture === undefined || isClientError(error)) return next(error);
-    CAPTURES.delete(res);
     logLikeExpress(req, error);
     void capture.fail(error);
   };

@@ -35,9 +35,19 @@ export function captureResponse(
 const METHODS = ['writeHead', 'write', 'end', 'flushHeaders', 'destroy'] as const;
 type Method = (typeof METHODS)[number];
 
-/** The responses held through a patched prototype, to their capture (see routesThroughPrototype). */
-const HELD = new WeakMap<ServerResponse, ResponseCapture>();
-/** Prototypes whose METHODS consult HELD. Never Node's own `ServerResponse.prototype`. */
+/**
+ * Every capture, by its response: one WeakMap entry per executed request serves both the
+ * patched prototype's routing (see routesThroughPrototype) and adapters that look a capture up
+ * later (Express's error handler and `req.idempotency`).
+ */
+const CAPTURES = new WeakMap<ServerResponse, ResponseCapture>();
+
+/** The capture of a response under a claim (it stays after the answer is sent), if any. */
+export function captureOf(res: ServerResponse): ResponseCapture | undefined {
+  return CAPTURES.get(res);
+}
+
+/** Prototypes whose METHODS consult CAPTURES. Never Node's own `ServerResponse.prototype`. */
 const PATCHED = new WeakSet<object>();
 
 /**
@@ -72,8 +82,8 @@ function patchPrototype(proto: Record<Method, unknown>): void {
         // methods read); a rest parameter would copy it into an array on every call.
         // biome-ignore lint/complexity/noArguments: see above
         const args = arguments as unknown as unknown[];
-        const capture = HELD.get(this);
-        if (capture === undefined) return inherited.apply(this, args);
+        const capture = CAPTURES.get(this);
+        if (capture === undefined || !capture.routedHere) return inherited.apply(this, args);
         return (capture[name] as (...a: unknown[]) => unknown).apply(capture, args);
       },
     });
@@ -100,20 +110,21 @@ export class ResponseCapture {
    * for the rest of its life.
    */
   private readonly saved: unknown[] | undefined;
-  /** Resolves once the execution has ended (committed or aborted) and the answer was handed to Node. */
-  readonly settled: Promise<void>;
-  private resolveSettled!: () => void;
+  /**
+   * True while the response's methods reach this capture through its patched prototype; false
+   * once restored, and always for the own-property route (where the saved methods may call the
+   * prototype's, which must then behave as Node's).
+   */
+  routedHere = false;
 
   constructor(res: ServerResponse, decision: ExecuteDecision, maxStoredBytes: number) {
     this.res = res;
     this.decision = decision;
     this.maxStoredBytes = maxStoredBytes;
-    this.settled = new Promise((resolve) => {
-      this.resolveSettled = resolve;
-    });
+    CAPTURES.set(res, this);
     if (routesThroughPrototype(res)) {
       this.saved = undefined;
-      HELD.set(res, this);
+      this.routedHere = true;
     } else {
       const own = res as unknown as Record<Method, unknown>;
       this.saved = [own.writeHead, own.write, own.end, own.flushHeaders, own.destroy];
@@ -145,12 +156,8 @@ export class ResponseCapture {
     }
     if (this.state === 'done') return;
     this.state = 'done';
-    try {
-      const result = await this.decision.abort(error);
-      this.sendInstead(result.response);
-    } finally {
-      this.resolveSettled();
-    }
+    const result = await this.decision.abort(error);
+    this.sendInstead(result.response);
   }
 
   /**
@@ -162,16 +169,14 @@ export class ResponseCapture {
     if (this.state !== 'capturing' || !this.res.destroyed) return;
     this.state = 'done';
     this.restore();
-    void this.decision
-      .abort(new Error('the client went away while a piped body was being captured'))
-      .finally(() => this.resolveSettled());
+    void this.decision.abort(new Error('the client went away while a piped body was being captured'));
   };
 
   private restore(): void {
     this.res.removeListener('unpipe', this.onUnpipe);
     const saved = this.saved;
     if (saved === undefined) {
-      HELD.delete(this.res);
+      this.routedHere = false;
       return;
     }
     const own = this.res as unknown as Record<Method, unknown>;
@@ -232,9 +237,7 @@ export class ResponseCapture {
     this.state = 'done';
     this.restore();
     if (before === 'capturing') {
-      void this.decision
-        .abort(error ?? new Error('the response was destroyed before it ended'))
-        .finally(() => this.resolveSettled());
+      void this.decision.abort(error ?? new Error('the response was destroyed before it ended'));
     }
     return this.res.destroy(error);
   }
@@ -293,8 +296,6 @@ export class ResponseCapture {
     } catch (error) {
       this.restore();
       this.res.destroy(asError(error));
-    } finally {
-      this.resolveSettled();
     }
   }
 
@@ -306,11 +307,11 @@ export class ResponseCapture {
     this.state = 'streaming';
     this.decision.commit(this.captured(true)).then(
       (result) => {
-        if (this.state === 'done') return this.resolveSettled();
+        if (this.state === 'done') return;
         if (result.disposition === 'lease-lost' || result.response.status !== this.res.statusCode) {
           this.state = 'done';
           this.sendInstead(result.response);
-          return this.resolveSettled();
+          return;
         }
         this.state = 'passing';
         this.restore();
@@ -319,13 +320,11 @@ export class ResponseCapture {
         for (const chunk of this.chunks) res.write(chunk);
         this.chunks.length = 0;
         if (this.pendingEnd) res.end(this.pendingEnd.done);
-        this.resolveSettled();
       },
       (error: unknown) => {
         this.state = 'done';
         this.restore();
         this.res.destroy(asError(error));
-        this.resolveSettled();
       },
     );
   }
