@@ -56,7 +56,6 @@ export function claimWithinCap(
   const known = rt.storeCheck.passed ? knownSecrets(rt) : undefined;
   if (!known) return admitAndClaim(rt, c, waitMs);
   c.secrets = known;
-  c.print = c.fingerprint.digest(known[0] as VersionedSecret);
   return claimAndDecide(rt, c, waitMs);
 }
 
@@ -96,7 +95,6 @@ async function admitAndClaim(rt: EngineRuntime, c: Claimant, waitMs: number): Pr
     rt.inFlight.finished(c.slot);
     return refused;
   }
-  c.print = c.fingerprint.digest(c.secrets[0] as VersionedSecret);
   return claimAndDecide(rt, c, waitMs);
 }
 
@@ -112,6 +110,8 @@ async function claimAndDecide(rt: EngineRuntime, c: Claimant, waitMs: number): P
   let waiter: Waiter | undefined;
   let decision: Decision | undefined;
   try {
+    // The digest the claim sends: under the newest secret (an older one's, when a record says so).
+    c.print = c.fingerprint.digest(c.secrets[0] as VersionedSecret);
     for (;;) {
       const token = ownerToken();
       let result: ClaimResult;
