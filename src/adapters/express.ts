@@ -1,4 +1,4 @@
-import { IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
 import { createIdempotency, type Idempotency } from '../core/engine.js';
 import type { HandlerContext } from '../core/execution.js';
@@ -8,6 +8,7 @@ import type { EngineRequest } from '../core/request.js';
 import { requestBody } from './express-body.js';
 import { engineRequestOf, sendEngineResponse } from './node-http.js';
 import { captureOf, captureResponse } from './node-http-capture.js';
+import { exposeContext } from './request-context.js';
 
 export type { WebhookHandler, WebhookReceiverOptions } from '../consumer/receive-webhook.js';
 export type { HandlerContext } from '../core/execution.js';
@@ -82,52 +83,12 @@ async function decide(engine: Engine, req: Request, res: ServerResponse, next: N
     case 'execute': {
       // Found again by idempotencyErrors() and req.idempotency through captureOf(res).
       captureResponse(res, decision, engine.options.maxStoredBytes);
-      exposeContext(req, decision.ctx);
+      exposeContext(req, res, decision.ctx);
       return next();
     }
     default:
       return decision satisfies never;
   }
-}
-
-/**
- * `req.idempotency` for a request under a claim. On Express's own request prototype (the app's
- * `app.request`, which every request of the app inherits from) it is an accessor defined once
- * that finds the context through the response's capture: Express gives each request a hidden
- * class of its own, so an own property would copy that class on every executed request. Node's
- * `IncomingMessage.prototype` is never touched; a request without Express's prototype gets an
- * own property.
- */
-function exposeContext(req: Request, ctx: HandlerContext): void {
-  const proto = Object.getPrototypeOf(req) as object | null;
-  if (proto === null || proto === IncomingMessage.prototype || Object.hasOwn(req, 'idempotency')) {
-    req.idempotency = ctx;
-    return;
-  }
-  if (!WITH_ACCESSOR.has(proto)) defineAccessor(proto);
-}
-
-/** Request prototypes whose `idempotency` reads the capture of the request's response. */
-const WITH_ACCESSOR = new WeakSet<object>();
-
-function defineAccessor(proto: object): void {
-  WITH_ACCESSOR.add(proto);
-  Object.defineProperty(proto, 'idempotency', {
-    configurable: true,
-    enumerable: false,
-    get(this: Request): HandlerContext | undefined {
-      return this.res ? captureOf(this.res)?.context : undefined;
-    },
-    // Assigned by the app itself (a test, another middleware): an own property then, as before.
-    set(this: Request, value: HandlerContext | undefined) {
-      Object.defineProperty(this, 'idempotency', {
-        value,
-        writable: true,
-        configurable: true,
-        enumerable: true,
-      });
-    },
-  });
 }
 
 /**

@@ -18,6 +18,7 @@ import {
 import { IDEMPOTENT_METADATA, type IdempotentSettings, type NestSetup } from './nestjs-settings.js';
 import { engineRequestOf } from './node-http.js';
 import { captureResponse } from './node-http-capture.js';
+import { exposeContext } from './request-context.js';
 
 /** The injection token of the interceptor's setup (the engine and the handler settings). */
 export const IDEMPOTENCY_SETUP = Symbol('idemkit.nestjs.setup');
@@ -120,7 +121,7 @@ function execute(
   maxStoredBytes: number,
 ): Observable<unknown> {
   const capture = captureResponse(res, decision, maxStoredBytes);
-  request.idempotency = decision.ctx;
+  exposeContext(request, res, decision.ctx);
   function fail(error: unknown): Promise<void> {
     // Silenced only once idemkit's answer went out: while a commit is still in flight (the
     // handler had answered), its own send must find the response as it was.

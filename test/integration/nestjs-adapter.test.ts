@@ -38,7 +38,10 @@ import { type NestPlatform, type StartedNest, startNest } from '../support/nestj
 const SECRET = 'db password hunter2 at /srv/app/payments.ts';
 const quiet = { onWarning() {}, sweepIntervalMs: 0 };
 const executions = new Map<string, number>();
-const seen = new Map<string, { sameObject: boolean; downstreamKey: string | undefined }[]>();
+const seen = new Map<
+  string,
+  { sameObject: boolean; downstreamKey: string | undefined; ownProperty: boolean }[]
+>();
 
 function count(op: string): number {
   const n = (executions.get(op) ?? 0) + 1;
@@ -70,7 +73,11 @@ class PaymentsController {
   pay(@Req() req: AnyRequest, @Body() body: unknown, @IdempotencyContext() ctx: HandlerContext | undefined) {
     const n = count(op(req));
     const list = seen.get(op(req)) ?? [];
-    list.push({ sameObject: req.idempotency === ctx, downstreamKey: ctx?.downstreamKey() });
+    list.push({
+      sameObject: req.idempotency === ctx,
+      downstreamKey: ctx?.downstreamKey(),
+      ownProperty: Object.hasOwn(req, 'idempotency'),
+    });
     seen.set(op(req), list);
     if (req.headers['x-fail-first'] && n === 1) throw new Error(SECRET);
     return { n, body, fencing: ctx?.fencingToken, signal: ctx?.signal instanceof AbortSignal };
@@ -275,6 +282,12 @@ for (const platform of ['express', 'fastify'] as NestPlatform[]) {
       const calls = seen.get(o) ?? [];
       assert.equal(calls.length, 2);
       assert.ok(calls.every((c) => c.sameObject));
+      // On Express it is an accessor on the app's request prototype: an own property would copy
+      // the hidden class Express gives each request. Fastify's requests get an own property.
+      assert.deepEqual(
+        calls.map((c) => c.ownProperty),
+        platform === 'express' ? [false, false] : [true, true],
+      );
       assert.ok(calls[0]?.downstreamKey);
       assert.equal(calls[1]?.downstreamKey, calls[0]?.downstreamKey);
     });
