@@ -40,8 +40,7 @@ function defineAccessor(proto: object): void {
     configurable: true,
     enumerable: false,
     get(this: ContextHolder): HandlerContext | undefined {
-      const res = this.res;
-      return res instanceof Object ? captureOf(res as ServerResponse)?.context : undefined;
+      return this.res ? captureOf(this.res as ServerResponse)?.context : undefined;
     },
     // Assigned by the app itself (a test, another middleware): an own property then, as before.
     set(this: ContextHolder, value: HandlerContext | undefined) {

@@ -43,15 +43,12 @@ function admit(rt: EngineRuntime, request: EngineRequest): Decision | Promise<De
     return reject(rt, 'payload-too-large', `the body is larger than ${options.maxBodyBytes} bytes`);
   }
   if (options.principal || options.tenant) return admitCaller(rt, request, method, found.key, body);
-  return claimAs(
-    rt,
-    request,
-    method,
-    found.key,
-    body,
-    '',
-    hashCredential(headerValue(request.headers, 'authorization')),
-  );
+  return claimAs(rt, request, method, found.key, body, '', defaultPrincipal(request));
+}
+
+/** Without a `principal()` option: a SHA-256 of the Authorization header, or '' (anonymous). */
+function defaultPrincipal(request: EngineRequest): string {
+  return hashCredential(headerValue(request.headers, 'authorization'));
 }
 
 /** The operator's own principal and tenant functions, which may be async. */
@@ -65,7 +62,7 @@ async function admitCaller(
   const options = rt.options;
   const principal = options.principal
     ? ((await options.principal(request.native, request)) ?? '')
-    : hashCredential(headerValue(request.headers, 'authorization'));
+    : defaultPrincipal(request);
   // Refused before the tenant function runs, as it always was.
   if (principal === '' && options.requirePrincipal) {
     return reject(rt, 'principal-required', 'authenticate before sending a key');

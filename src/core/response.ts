@@ -84,27 +84,29 @@ export function toStoredResponse(
 
 /** The first answer: the handler's response as it was, marked as not replayed. */
 export function markOriginal(response: EngineResponse): EngineResponse {
-  // One pass and one array: this runs for every executed request.
-  const from = response.headers;
-  const headers: [string, string][] = [];
-  for (let i = 0; i < from.length; i++) {
-    const line = from[i] as [string, string];
-    if (line[0].toLowerCase() !== REPLAYED_HEADER) headers.push(line);
-  }
+  const headers = withoutHeader(response.headers, REPLAYED_HEADER);
   headers.push([REPLAYED_HEADER, 'false']);
   return { ...response, headers };
 }
 
 /** A replay: stored status, identical body bytes, stored headers, marker and `no-store`. */
 export function toReplay(stored: StoredResponse): EngineResponse {
-  const from = stored.headers;
-  const headers: [string, string][] = [];
-  for (let i = 0; i < from.length; i++) {
-    const line = from[i] as [string, string];
-    if (line[0] !== 'cache-control') headers.push(line);
-  }
+  const headers = withoutHeader(stored.headers, 'cache-control');
   headers.push([REPLAYED_HEADER, 'true'], ['cache-control', 'no-store']);
   return { status: stored.status, headers, body: stored.body };
+}
+
+/**
+ * A new list of the lines not named `lower` (any case), the lines themselves shared. One loop
+ * and one array: both callers run for every executed request or replay.
+ */
+function withoutHeader(lines: readonly [string, string][], lower: string): [string, string][] {
+  const kept: [string, string][] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i] as [string, string];
+    if (line[0].toLowerCase() !== lower) kept.push(line);
+  }
+  return kept;
 }
 
 /** Statuses whose responses must not carry a body (RFC 9110). */
