@@ -9,7 +9,43 @@ export function readAndPutBack(
   req: IncomingMessage,
   maxBytes: number,
 ): Promise<Uint8Array | undefined | null> {
-  return new Promise((resolve) => new KeptBodyRead(req, maxBytes, resolve));
+  const whole = takeWholeBody(req, maxBytes);
+  if (whole !== undefined) return Promise.resolve(whole);
+  return new Promise((resolve) => setImmediate(readAfterParse, req, maxBytes, resolve));
+}
+
+type Resolve = (body: Uint8Array | undefined | null) => void;
+
+/**
+ * A small body usually arrives in the same read as the headers, but Node's parser runs the
+ * request handler (and the microtasks after it) between the two: only on the next turn of the
+ * event loop is it all buffered. Then it is taken and put back at once, with no listener added to
+ * the request and no read state kept (every `on`/`removeListener` on an Express request misses
+ * V8's caches, its hidden class being its own); a body still on its way is read as it comes.
+ */
+function readAfterParse(req: IncomingMessage, maxBytes: number, resolve: Resolve): void {
+  const whole = takeWholeBody(req, maxBytes);
+  if (whole !== undefined) resolve(whole);
+  else new KeptBodyRead(req, maxBytes, resolve);
+}
+
+const NO_BODY = Buffer.alloc(0);
+
+/**
+ * The body when it has all arrived and fits the limit (taken and put back), `null` when the
+ * client is gone, `undefined` when it must be read as it comes (or refused, by that read).
+ */
+function takeWholeBody(req: IncomingMessage, maxBytes: number): Buffer | null | undefined {
+  // Gone before the body was read: its 'close' has been emitted already, so nothing would end a read.
+  if (req.destroyed) return null;
+  const length = req.readableLength;
+  if (!req.complete || length > maxBytes || req.readableEncoding !== null) return undefined;
+  if (length === 0) return NO_BODY;
+  // Paused and not flowing, read() returns everything buffered as one Buffer.
+  const body = req.read() as Buffer | null;
+  if (body === null) return undefined;
+  req.unshift(body);
+  return body;
 }
 
 /**
@@ -23,17 +59,13 @@ export function readAndPutBack(
 class KeptBodyRead {
   private readonly req: IncomingMessage;
   private readonly maxBytes: number;
-  private readonly resolve: (body: Uint8Array | undefined | null) => void;
+  private readonly resolve: Resolve;
   private readonly chunks: Buffer[] = [];
   private total = 0;
   private readonly onReadable = () => this.drain();
   private readonly onGone = () => this.finish(null);
 
-  constructor(
-    req: IncomingMessage,
-    maxBytes: number,
-    resolve: (body: Uint8Array | undefined | null) => void,
-  ) {
+  constructor(req: IncomingMessage, maxBytes: number, resolve: Resolve) {
     this.req = req;
     this.maxBytes = maxBytes;
     this.resolve = resolve;
