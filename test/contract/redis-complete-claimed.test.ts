@@ -173,6 +173,27 @@ describe('redis store: completing its own claim', () => {
     assert.equal(await store.get('gone'), undefined);
   });
 
+  it('COMPLETE_CLAIMED leaves a record that is not the claim exactly as it was (value and expiry), and creates none', async () => {
+    const prefix = randomPrefix('claimed-untouched');
+    const key = `${prefix}{k}`;
+    const args = (value: string) => [value, '90000', '150000', ' ~120000 3 0\nabc{}', '120000'];
+    const other = '2 in_progress 1 1 ~90000 ~150000 - 3 32\nabc0123456789abcdef0123456789abcdef';
+    await ioredis.set(key, other, 'PX', 150_000);
+    const expiresAt = await ioredis.pexpiretime(key);
+    assert.equal(await ioredis.eval(COMPLETE_CLAIMED.source, 1, key, ...args('not what is there')), -1);
+    assert.equal(await ioredis.get(key), other);
+    assert.equal(await ioredis.pexpiretime(key), expiresAt);
+
+    const gone = `${prefix}{gone}`;
+    assert.equal(await ioredis.eval(COMPLETE_CLAIMED.source, 1, gone, ...args(other)), 0);
+    assert.equal(await ioredis.exists(gone), 0);
+
+    // The record as claimed: completed, with the retention as its TTL.
+    assert.equal(await ioredis.eval(COMPLETE_CLAIMED.source, 1, key, ...args(other)), 1);
+    assert.match(String(await ioredis.get(key)), /^2 completed 1 0 \d{13} \d{13} ~120000 3 0\nabc\{\}$/);
+    assert.ok((await ioredis.pttl(key)) > 119_000);
+  });
+
   it('a completion for another key than the claim runs the general script (and is refused)', async () => {
     const prefix = randomPrefix('claimed-key');
     const spy = spying();
