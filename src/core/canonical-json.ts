@@ -313,12 +313,18 @@ class Canonicalizer {
       if (next !== 0x2c) throw new NotCanonical();
     }
     if (sorted) return `{${members.join(',')}}`;
-    const order = keys.map((_, i) => i).sort((a, b) => compareUnits(keys[a] as string, keys[b] as string));
-    for (let i = 1; i < order.length; i++) {
-      // Sorted, equal keys are neighbours: a duplicate is ambiguous, so not canonical.
-      if (keys[order[i] as number] === keys[order[i - 1] as number]) throw new NotCanonical();
+    const order = sortedOrder(keys);
+    let out = '{';
+    for (let i = 0; i < order.length; i++) {
+      const member = order[i] as number;
+      if (i > 0) {
+        // Sorted, equal keys are neighbours: a duplicate is ambiguous, so not canonical.
+        if (keys[member] === keys[order[i - 1] as number]) throw new NotCanonical();
+        out += ',';
+      }
+      out += members[member];
     }
-    return `{${order.map((i) => members[i]).join(',')}}`;
+    return `${out}}`;
   }
 
   private array(depth: number): string {
@@ -346,6 +352,34 @@ const SIMPLE_ESCAPES = new Set([0x22, 0x5c, 0x2f, 0x62, 0x66, 0x6e, 0x72, 0x74])
 
 function compareUnits(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Objects up to this many keys are put in order by insertion (O(n²), but no closure or copy). */
+const INSERTION_SORT_MAX = 16;
+
+/**
+ * The indices of `keys` in UTF-16 code-unit order. A request body's objects are small: for them
+ * an insertion sort, which allocates nothing but the result (Array.prototype.sort with a
+ * comparator copies the array and calls a closure per comparison); larger ones use that sort.
+ */
+function sortedOrder(keys: readonly string[]): number[] {
+  const n = keys.length;
+  const order: number[] = [];
+  if (n > INSERTION_SORT_MAX) {
+    for (let i = 0; i < n; i++) order.push(i);
+    return order.sort((a, b) => compareUnits(keys[a] as string, keys[b] as string));
+  }
+  for (let i = 0; i < n; i++) {
+    const key = keys[i] as string;
+    let j = i;
+    order.push(i);
+    while (j > 0 && (keys[order[j - 1] as number] as string) > key) {
+      order[j] = order[j - 1] as number;
+      j--;
+    }
+    order[j] = i;
+  }
+  return order;
 }
 
 /**

@@ -42,8 +42,21 @@ const texts = fc.oneof(
     '\ufeff{}',
     `${'['.repeat(129)}${']'.repeat(129)}`,
     `${'['.repeat(130)}${']'.repeat(130)}`,
+    // Unsorted objects either side of the insertion-sort limit (16 keys), with and without a
+    // duplicate key that only sorting brings next to its twin.
+    reversedObject(5),
+    reversedObject(16),
+    reversedObject(17),
+    reversedObject(40),
+    reversedObject(5).replace('"k0":', '"k4":'),
+    reversedObject(40).replace('"k0":', '"k39":'),
   ),
 );
+
+/** `{"kN-1":N-1,…,"k0":0}`: every key out of order. */
+function reversedObject(n: number): string {
+  return `{${Array.from({ length: n }, (_, i) => `"k${n - 1 - i}":${n - 1 - i}`).join(',')}}`;
+}
 
 function sortedJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(sortedJson).join(',')}]`;
@@ -65,6 +78,16 @@ describe('canonical JSON fast paths agree with the tree-based canonical form', (
       }),
       { numRuns: 5_000 },
     );
+  });
+
+  it('unsorted objects of any size come out in key order; a duplicate key anywhere is refused', () => {
+    for (const n of [2, 5, 16, 17, 40]) {
+      const expected = `{${Array.from({ length: n }, (_, i) => `"k${i}":${i}`)
+        .sort()
+        .join(',')}}`;
+      assert.equal(canonicalJson(reversedObject(n)), expected);
+      assert.equal(canonicalJson(reversedObject(n).replace('"k0":', `"k${n - 1}":`)), undefined);
+    }
   });
 
   it('bytes recognised as already canonical are exactly their canonical form', () => {
