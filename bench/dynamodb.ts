@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { DynamoDBClient, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { createTable, dynamodbStore } from '../src/stores/dynamodb.js';
 import { responseAttribute } from '../src/stores/dynamodb-item.js';
 import { firstClaim, ownerWrite } from '../src/stores/dynamodb-writes.js';
 import type { StoredResponse } from '../src/stores/types.js';
+import { freePort } from './lib/free-port.js';
 
 /*
  * `npm run bench -- dynamodb [--rounds 3] [--pairs 2000] [--endpoint http://127.0.0.1:8000]`
@@ -47,14 +47,6 @@ async function measure(pair: Pair, pairs: number, run: string): Promise<number> 
 function flag(argv: string[], name: string): string | undefined {
   const i = argv.indexOf(`--${name}`);
   return i === -1 ? undefined : argv[i + 1];
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return typeof address === 'object' && address ? address.port : 0;
 }
 
 /** dynalite (in memory) as a child process; resolves once it listens. */

@@ -15,6 +15,11 @@ const BENCHES: Record<string, { file: string; about: string }> = {
     about: 'claim + complete pairs per second, dynamodbStore vs the raw SDK sending the same commands',
   },
   core: { file: './core.js', about: 'the engine alone in process (begin/commit, replays), no HTTP' },
+  instructions: {
+    file: './instructions.js',
+    about:
+      'CPU instructions per request (valgrind callgrind): adapter vs bare framework, Redis server per pair',
+  },
   rss: { file: './memory-rss.js', about: 'RSS while 1,000,000 unique keys pass through the memory store' },
 };
 

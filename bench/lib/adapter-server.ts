@@ -37,6 +37,7 @@ async function main(): Promise<void> {
     store,
     retentionMs: BENCH_RETENTION_MS,
     onWarning() {},
+    ...(config.storeTimeoutMs === undefined ? {} : { storeTimeoutMs: config.storeTimeoutMs }),
     // Redis is shared between processes, so it takes the app's secret (the memory store keeps its own).
     ...(variant.store === 'redis' ? { secret: randomBytes(32).toString('base64url') } : {}),
   });

@@ -56,6 +56,8 @@ export interface AdapterChildConfig {
   maxEntries: number;
   /** Redis variants: the server and the key prefix of this run (the runner deletes its keys). */
   redis?: { url: string; prefix: string };
+  /** The engine's store timeout, where the default is too short (a server under valgrind). */
+  storeTimeoutMs?: number;
 }
 
 /**

@@ -108,15 +108,16 @@ export class ServerChild {
     config: object,
     core: number | undefined,
     profile?: { dir: string; name: string },
+    /** A command the child runs under (`valgrind …`): node becomes its argument. */
+    wrapper: readonly string[] = [],
   ): ServerChild {
     const nodeArgs = ['--import', 'tsx'];
     if (profile)
       nodeArgs.push('--cpu-prof', '--cpu-prof-dir', join(profile.dir, `${profile.name}.${++profiles}`));
     nodeArgs.push(script, JSON.stringify(config));
+    const node = [...wrapper, process.execPath, ...nodeArgs];
     const [command, args] =
-      core === undefined
-        ? [process.execPath, nodeArgs]
-        : ['taskset', ['-c', String(core), process.execPath, ...nodeArgs]];
+      core === undefined ? [node[0] as string, node.slice(1)] : ['taskset', ['-c', String(core), ...node]];
     const child = spawn(command, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     live.add(child);
     return new ServerChild(child);
@@ -149,6 +150,11 @@ export class ServerChild {
       });
       this.waiter = undefined;
     }
+  }
+
+  /** The child's process id (valgrind runs the program in its own process: the same id). */
+  get pid(): number | undefined {
+    return this.child.pid;
   }
 
   private post(message: ToChild): void {

@@ -1,13 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from '@redis/client';
 import { Redis } from 'ioredis';
 import { redisStore } from '../../src/stores/redis.js';
 import type { StoredResponse } from '../../src/stores/types.js';
+import { freePort } from './free-port.js';
 
 /*
  * Redis server CPU per executed request (claim + complete, the engine's two store calls), on a
@@ -34,17 +34,6 @@ type Pair = (key: string, token: string) => Promise<void>;
 interface Sample {
   serverUs: number;
   clientUs: number;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 async function startRedis(): Promise<{ url: string; stop(): void }> {

@@ -1,0 +1,329 @@
+/**
+ * `npm run bench -- instructions [--frameworks express] [--stores none,memory,redis]
+ * [--requests 3000] [--warmup 4000] [--pairs 10000] [--redis <url>] [--src <dir>] [--tsx]`: what an executed request costs in CPU instructions,
+ * counted by valgrind's callgrind, next to the bare framework; and what a claim + complete costs a
+ * Redis server, next to the two plain SETs any store needs at least.
+ *
+ * Why instructions: on a shared or small machine, CPU time and req/s move by ±30 % between two
+ * runs of the same server (see bench/README.md), which hides any change under ~20 %. An
+ * instruction count is the same run to run within ~1 % whatever else the machine does, so it
+ * tells whether a change made a request cheaper. It is not the issue's metric: it leaves out the
+ * kernel (socket reads and writes, which bare and idemkit share) and cache misses, so the ratio
+ * here is not a req/s ratio; the adapters, gateway and core benches measure that.
+ *
+ * How: each server (bench/lib/adapter-server.ts, the adapters bench's apps) runs under
+ * `valgrind --tool=callgrind` (JIT code, GC and compiler threads all counted); it gets `--warmup`
+ * requests, its counters are zeroed (`callgrind_control -z`), it gets `--requests` more, and the
+ * counters are dumped: instructions ÷ requests. Requests go out over 8 keep-alive connections with
+ * the adapters bench's headers and 88-byte bodies, a fresh key each (every request executes).
+ * The Redis part runs `redis-server` under callgrind on a free loopback port, zeroed after a
+ * warm-up in the same way; the client is this process.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { createClient } from '@redis/client';
+import {
+  type AdapterChildConfig,
+  type AdapterVariant,
+  CHARGES_PATH,
+  FRAMEWORK_LABELS,
+  FRAMEWORKS,
+  type Framework,
+  variantName,
+} from './lib/adapter-variants.js';
+import { compileSources } from './lib/build.js';
+import { ServerChild } from './lib/child.js';
+import { freePort } from './lib/free-port.js';
+import { replayCheck } from './lib/measure.js';
+import { fmt, printTable } from './lib/table.js';
+import { BENCH_AUTH, orderBody } from './lib/variants.js';
+
+const SERVER = fileURLToPath(new URL('./lib/adapter-server.ts', import.meta.url));
+const CONNECTIONS = 8;
+
+export async function run(argv: readonly string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      frameworks: { type: 'string', default: 'express' },
+      stores: { type: 'string', default: 'none,memory,redis' },
+      requests: { type: 'string', default: '3000' },
+      warmup: { type: 'string', default: '4000' },
+      pairs: { type: 'string', default: '10000' },
+      redis: { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
+      src: { type: 'string' },
+      tsx: { type: 'boolean', default: false },
+    },
+  });
+  if (spawnSync('valgrind', ['--version']).status !== 0) {
+    console.log('instructions: skipped (valgrind is not installed: apt-get install -y valgrind)');
+    return;
+  }
+  const frameworks = values.frameworks.split(',') as Framework[];
+  for (const f of frameworks) if (!FRAMEWORKS.includes(f)) throw new Error(`unknown framework: ${f}`);
+  const stores = values.stores.split(',') as ('none' | 'memory' | 'redis')[];
+  for (const s of stores)
+    if (!['none', 'memory', 'redis'].includes(s)) throw new Error(`unknown store: ${s}`);
+  const requests = Math.max(200, Number(values.requests));
+  const warmup = Math.max(200, Number(values.warmup));
+  const srcDir = resolve(values.src ?? join(import.meta.dirname, '..', 'src'));
+  let lib: AdapterChildConfig['lib'] = { dir: srcDir, ext: '.ts' };
+  if (!values.tsx) {
+    const built = compileSources(srcDir);
+    process.once('exit', built.remove);
+    lib = { dir: built.dir, ext: '.js' };
+  }
+  console.log(
+    `\nCPU instructions per executed request (callgrind; ${warmup} warm-up requests, then ${requests} counted; ${CONNECTIONS} keep-alive connections, a fresh key each)`,
+  );
+  for (const framework of frameworks) {
+    const rows: string[][] = [];
+    let bare = Number.NaN;
+    for (const store of stores) {
+      const variant: AdapterVariant = { framework, store, keys: 'unique' };
+      const prefix = `idemkit-bench-${randomBytes(4).toString('hex')}:`;
+      const config: AdapterChildConfig = {
+        variant,
+        lib,
+        maxEntries: warmup + requests + 1_000,
+        // Under valgrind everything runs ~50× slower: a Redis round trip must not time out.
+        storeTimeoutMs: 120_000,
+        ...(store === 'redis' ? { redis: { url: values.redis, prefix } } : {}),
+      };
+      const perRequest = await countServer(config, warmup, requests);
+      if (store === 'redis') await deleteKeys(values.redis, prefix);
+      if (perRequest === undefined) {
+        rows.push([variantName(variant), 'unavailable', '', '']);
+        continue;
+      }
+      if (store === 'none') bare = perRequest;
+      rows.push([
+        variantName(variant),
+        fmt(perRequest),
+        store === 'none' ? '1.00' : fmt(perRequest / bare, 2),
+        store === 'none' ? '' : `+${fmt(perRequest - bare)}`,
+      ]);
+    }
+    console.log(`\n${FRAMEWORK_LABELS[framework]}\n`);
+    printTable(['variant', 'instructions / request', '× bare', 'extra / request'], rows);
+  }
+  await countRedisServer(lib, Math.max(1_000, Number(values.pairs)));
+}
+
+/** Instructions per request of one server child under callgrind; `undefined` if it could not start. */
+async function countServer(
+  config: AdapterChildConfig,
+  warmup: number,
+  requests: number,
+): Promise<number | undefined> {
+  const dir = mkdtempSync(join(tmpdir(), 'idemkit-bench-cg-'));
+  const child = ServerChild.start(SERVER, config, undefined, undefined, [
+    'valgrind',
+    '--tool=callgrind',
+    `--callgrind-out-file=${join(dir, 'cg.out')}`,
+    '--quiet',
+  ]);
+  try {
+    const ready = await child.next(['ready'], 300_000);
+    if (ready.type === 'unavailable') return undefined;
+    const name = variantName(config.variant);
+    await replayCheck(ready.url, name, { idempotent: config.variant.store !== 'none', path: CHARGES_PATH });
+    await send(ready.url, warmup, name);
+    control(child.pid, '-z');
+    await send(ready.url, requests, name);
+    control(child.pid, '-d');
+    return dumpedInstructions(dir) / requests;
+  } finally {
+    await child.stop(120_000);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+let seq = 0;
+
+/** `count` POSTs with fresh keys over CONNECTIONS keep-alive connections; every one must be a 201. */
+async function send(url: string, count: number, name: string): Promise<void> {
+  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
+  const { hostname, port } = new URL(url);
+  let left = count;
+  const one = () =>
+    new Promise<void>((done, fail) => {
+      const n = ++seq;
+      const body = orderBody(n);
+      const req = request(
+        {
+          host: hostname,
+          port,
+          method: 'POST',
+          path: CHARGES_PATH,
+          agent,
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(body),
+            authorization: BENCH_AUTH,
+            'idempotency-key': `instr-${process.pid}-${n.toString(16).padStart(12, '0')}`,
+          },
+        },
+        (res) => {
+          res.resume();
+          res.once('end', () =>
+            res.statusCode === 201 ? done() : fail(new Error(`${name}: got ${res.statusCode}`)),
+          );
+        },
+      );
+      req.once('error', fail);
+      req.end(body);
+    });
+  const lane = async () => {
+    while (left > 0) {
+      left--;
+      await one();
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: CONNECTIONS }, lane));
+  } finally {
+    agent.destroy();
+  }
+}
+
+function control(pid: number | undefined, flag: '-z' | '-d'): void {
+  if (pid === undefined) throw new Error('no child process id');
+  const result = spawnSync('callgrind_control', [flag, String(pid)], { encoding: 'utf8', timeout: 120_000 });
+  if (result.status !== 0) throw new Error(`callgrind_control ${flag} failed: ${result.stderr}`);
+}
+
+/** The instruction total of the one dump `callgrind_control -d` wrote (`cg.out.1`). */
+function dumpedInstructions(dir: string): number {
+  const dumps = readdirSync(dir).filter((f) => /^cg\.out\.\d+$/.test(f));
+  if (dumps.length !== 1) throw new Error(`expected one callgrind dump in ${dir}, found ${dumps.length}`);
+  const text = readFileSync(join(dir, dumps[0] as string), 'utf8');
+  const total = /^(?:summary|totals): (\d+)/m.exec(text)?.[1];
+  if (total === undefined) throw new Error('callgrind dump without a total');
+  return Number(total);
+}
+
+async function deleteKeys(url: string, prefix: string): Promise<void> {
+  const client = createClient({ url });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    for await (const keys of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 1_000 })) {
+      const batch = Array.isArray(keys) ? keys : [keys];
+      if (batch.length > 0) await client.unlink(batch);
+    }
+  } catch {
+    // Best effort: the keys expire with the bench's retention anyway.
+  } finally {
+    client.destroy();
+  }
+}
+
+/**
+ * Instructions a private redis-server executes per claim + complete: plain `SET NX PX` then
+ * `SET XX PX` (the least any store does) against idemkit's redisStore, 50 pairs in flight on one
+ * connection, the same value sizes.
+ */
+async function countRedisServer(lib: AdapterChildConfig['lib'], pairs: number): Promise<void> {
+  if (spawnSync('redis-server', ['--version']).status !== 0) {
+    console.log('\nRedis server instructions: skipped (redis-server is not installed)');
+    return;
+  }
+  const { redisStore } = (await import(
+    pathToFileURL(join(lib.dir, `stores/redis${lib.ext}`)).href
+  )) as typeof import('../src/stores/redis.js');
+  const fingerprint = randomBytes(32).toString('base64url');
+  const response = {
+    status: 201,
+    headers: [['content-type', 'application/json']] as [string, string][],
+    body: Buffer.from('{"id":"ch_123","amount":1000,"currency":"eur"}'),
+  };
+  const rows: string[][] = [];
+  let raw = Number.NaN;
+  for (const variant of ['raw SET NX PX + SET XX PX', 'idemkit redisStore claim + complete'] as const) {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'idemkit-bench-rcg-'));
+    const server: ChildProcess = spawn(
+      'valgrind',
+      [
+        '--tool=callgrind',
+        `--callgrind-out-file=${join(dir, 'cg.out')}`,
+        '--quiet',
+        'redis-server',
+        ...['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'],
+      ],
+      { stdio: 'ignore' },
+    );
+    const client = createClient({ url: `redis://127.0.0.1:${port}` });
+    client.on('error', () => {});
+    try {
+      await connectWithin(client, 60_000);
+      const store = redisStore({
+        client: client as unknown as Parameters<typeof redisStore>[0]['client'],
+        prefix: 'bench:',
+      });
+      const pair = async (n: number) => {
+        const key = `k${n}`;
+        if (variant.startsWith('raw')) {
+          await client.sendCommand(['SET', `bench:{${key}}`, 'x'.repeat(110), 'NX', 'PX', '86430000']);
+          await client.sendCommand(['SET', `bench:{${key}}`, 'y'.repeat(200), 'XX', 'PX', '86400000']);
+          return;
+        }
+        const token = randomBytes(16).toString('hex');
+        await store.claim({ key, fingerprint, token, leaseMs: 30_000, retentionMs: 86_400_000 });
+        if (!(await store.complete({ key, token, response, retentionMs: 86_400_000 })))
+          throw new Error('a completion was refused');
+      };
+      await pairsInFlight(pair, 0, Math.min(pairs, 2_000));
+      control(server.pid, '-z');
+      await pairsInFlight(pair, 1_000_000, pairs);
+      control(server.pid, '-d');
+      const perPair = dumpedInstructions(dir) / pairs;
+      if (variant.startsWith('raw')) raw = perPair;
+      rows.push([variant, fmt(perPair), variant.startsWith('raw') ? '1.00' : fmt(perPair / raw, 2)]);
+    } finally {
+      client.destroy();
+      server.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  console.log(
+    `\nRedis server instructions per claim + complete (private redis-server under callgrind, ${pairs} pairs, 50 in flight)\n`,
+  );
+  printTable(['variant', 'instructions / pair', '× raw'], rows);
+}
+
+async function connectWithin(
+  client: { connect(): Promise<unknown>; ping(): Promise<unknown> },
+  ms: number,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      await client.connect();
+      await client.ping();
+      return;
+    } catch (error) {
+      if (Date.now() > deadline)
+        throw new Error(`redis-server under valgrind did not start: ${String(error)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+async function pairsInFlight(pair: (n: number) => Promise<void>, from: number, count: number): Promise<void> {
+  let next = from;
+  const end = from + count;
+  const lane = async () => {
+    while (next < end) await pair(next++);
+  };
+  await Promise.all(Array.from({ length: 50 }, lane));
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await run(process.argv.slice(2));
