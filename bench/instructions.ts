@@ -6,8 +6,10 @@
  *
  * Why instructions: on a shared or small machine, CPU time and req/s move by ±30 % between two
  * runs of the same server (see bench/README.md), which hides any change under ~20 %. An
- * instruction count is the same run to run within ~1 % whatever else the machine does, so it
- * tells whether a change made a request cheaper. It is not the issue's metric: it leaves out the
+ * instruction count does not depend on what else the machine does: Redis's is the same within
+ * 0.5 % run to run, a Node server's within a few % (bare Express ±2 %, with idemkit ±5 %: when
+ * V8 collects and compiles still varies), so a change of ~10 % shows in one run and smaller ones
+ * in the median of a few. It is not the issue's metric: it leaves out the
  * kernel (socket reads and writes, which bare and idemkit share) and cache misses, so the ratio
  * here is not a req/s ratio; the adapters, gateway and core benches measure that.
  *
