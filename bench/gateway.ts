@@ -35,6 +35,7 @@ import {
   replayCheck,
 } from './lib/measure.js';
 import { summarizeProfiles } from './lib/profile.js';
+import { deleteKeys } from './lib/redis-stats.js';
 import { fmt, median, printTable } from './lib/table.js';
 import { BODY_BYTES, PATH, type RawSqliteResult, REPLAY_KEY } from './lib/variants.js';
 
@@ -284,16 +285,6 @@ async function redisCpuUs(client: RedisClient): Promise<number> {
   const info = await client.info('cpu');
   const field = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
   return (field('used_cpu_user') + field('used_cpu_sys')) * 1e6;
-}
-
-/** Deletes every key under `prefix` (SCAN + UNLINK in batches); bounded to 10 M keys. */
-async function deleteKeys(client: RedisClient, prefix: string): Promise<number> {
-  let deleted = 0;
-  for await (const keys of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 1_000 })) {
-    if (keys.length > 0) deleted += await client.unlink(keys);
-    if (deleted > 10_000_000) break;
-  }
-  return deleted;
 }
 
 function report(

@@ -43,6 +43,7 @@ import { compileSources } from './lib/build.js';
 import { ServerChild } from './lib/child.js';
 import { freePort } from './lib/free-port.js';
 import { replayCheck } from './lib/measure.js';
+import { connectRedis, deleteKeys, loopbackRedis } from './lib/redis-stats.js';
 import { fmt, printTable } from './lib/table.js';
 import { BENCH_AUTH, orderBody } from './lib/variants.js';
 
@@ -72,6 +73,7 @@ export async function run(argv: readonly string[]): Promise<void> {
   const stores = values.stores.split(',') as ('none' | 'memory' | 'redis')[];
   for (const s of stores)
     if (!['none', 'memory', 'redis'].includes(s)) throw new Error(`unknown store: ${s}`);
+  const redisUrl = loopbackRedis(values.redis);
   const requests = Math.max(200, Number(values.requests));
   const warmup = Math.max(200, Number(values.warmup));
   const srcDir = resolve(values.src ?? join(import.meta.dirname, '..', 'src'));
@@ -96,10 +98,10 @@ export async function run(argv: readonly string[]): Promise<void> {
         maxEntries: warmup + requests + 1_000,
         // Under valgrind everything runs ~50× slower: a Redis round trip must not time out.
         storeTimeoutMs: 120_000,
-        ...(store === 'redis' ? { redis: { url: values.redis, prefix } } : {}),
+        ...(store === 'redis' ? { redis: { url: redisUrl, prefix } } : {}),
       };
       const perRequest = await countServer(config, warmup, requests);
-      if (store === 'redis') await deleteKeys(values.redis, prefix);
+      if (store === 'redis') await deleteRunKeys(redisUrl, prefix);
       if (perRequest === undefined) {
         rows.push([variantName(variant), 'unavailable', '', '']);
         continue;
@@ -116,6 +118,17 @@ export async function run(argv: readonly string[]): Promise<void> {
     printTable(['variant', 'instructions / request', '× bare', 'extra / request'], rows);
   }
   await countRedisServer(lib, Math.max(1_000, Number(values.pairs)));
+}
+
+/** Deletes a Redis run's keys; best effort (they expire with the bench's retention anyway). */
+async function deleteRunKeys(url: string, prefix: string): Promise<void> {
+  const connected = await connectRedis(url);
+  if (!connected.ok) return;
+  try {
+    await deleteKeys(connected.client, prefix);
+  } finally {
+    connected.client.destroy();
+  }
 }
 
 /** Instructions per request of one server child under callgrind; `undefined` if it could not start. */
@@ -209,22 +222,6 @@ function dumpedInstructions(dir: string): number {
   const total = /^(?:summary|totals): (\d+)/m.exec(text)?.[1];
   if (total === undefined) throw new Error('callgrind dump without a total');
   return Number(total);
-}
-
-async function deleteKeys(url: string, prefix: string): Promise<void> {
-  const client = createClient({ url });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    for await (const keys of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 1_000 })) {
-      const batch = Array.isArray(keys) ? keys : [keys];
-      if (batch.length > 0) await client.unlink(batch);
-    }
-  } catch {
-    // Best effort: the keys expire with the bench's retention anyway.
-  } finally {
-    client.destroy();
-  }
 }
 
 /**
