@@ -149,8 +149,12 @@ describe('sqlite group commit', () => {
     const { path, spy, store, close } = await opened({ timeoutMs: 100 });
     await store.claim(request('held'));
     const commitsBefore = spy.commits();
-    // The completion is the last member: the claims before it have already run in the transaction.
-    spy.failOn('UPDATE', busy());
+    const logBefore = spy.log.length;
+    // Every member runs in the transaction, then its COMMIT finds the database locked (as it can
+    // in rollback-journal mode while another process reads). Busy at the COMMIT, not at one
+    // member's statement: a member whose deadline passes first would leave the batch, and the
+    // rest would then commit without it.
+    spy.failOn('COMMIT', busy());
 
     const outcomes = await Promise.allSettled([
       store.claim(request('a')),
@@ -164,7 +168,12 @@ describe('sqlite group commit', () => {
       assert.ok(outcome.status === 'rejected' && outcome.reason instanceof StoreUnavailableError);
     }
     assert.equal(spy.commits(), commitsBefore);
-    assert.ok(spy.log.includes('ROLLBACK'));
+    // The members' writes ran (two claims' upserts, the completion's update) and were rolled back.
+    const attempt = spy.log.slice(logBefore, spy.log.indexOf('ROLLBACK', logBefore) + 1);
+    assert.deepEqual(
+      attempt.filter((word) => word !== 'SELECT'),
+      ['BEGIN', 'UPDATE', 'INSERT', 'INSERT', 'ROLLBACK'],
+    );
     assert.equal(rowState(path, 'a'), undefined);
     assert.equal(rowState(path, 'b'), undefined);
     assert.equal(rowState(path, 'held'), 'in_progress');
