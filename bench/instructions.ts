@@ -1,8 +1,10 @@
 /**
  * `npm run bench -- instructions [--frameworks express] [--stores none,memory,redis]
- * [--requests 3000] [--warmup 4000] [--pairs 10000] [--redis <url>] [--src <dir>] [--tsx]`: what an executed request costs in CPU instructions,
- * counted by valgrind's callgrind, next to the bare framework; and what a claim + complete costs a
- * Redis server, next to the two plain SETs any store needs at least.
+ * [--gateway memory,memory-replay,redis,redis-replay] [--requests 3000] [--warmup 4000]
+ * [--pairs 10000] [--redis <url>] [--src <dir>] [--tsx]`: what a request costs in CPU
+ * instructions, counted by valgrind's callgrind, next to the bare framework (and, with
+ * `--gateway`, what a gateway request costs next to the bare undici proxy); and what a claim +
+ * complete costs a Redis server, next to the two plain SETs any store needs at least.
  *
  * Why instructions: on a shared or small machine, CPU time and req/s move by ±30 % between two
  * runs of the same server (see bench/README.md), which hides any change under ~20 %. An
@@ -18,6 +20,9 @@
  * requests, its counters are zeroed (`callgrind_control -z`), it gets `--requests` more, and the
  * counters are dumped: instructions ÷ requests. Requests go out over 8 keep-alive connections with
  * the adapters bench's headers and 88-byte bodies, a fresh key each (every request executes).
+ * `--gateway` does the same with the gateway bench's proxies (bench/lib/gateway-server.ts) in
+ * front of its upstream (bench/lib/upstream.ts, not counted); the bare proxy is always counted
+ * first. Replay variants send one key and body, executed once before the warm-up.
  * The Redis part runs `redis-server` under callgrind on a free loopback port, zeroed after a
  * warm-up in the same way; the client is this process.
  */
@@ -42,12 +47,20 @@ import {
 import { compileSources } from './lib/build.js';
 import { ServerChild } from './lib/child.js';
 import { freePort } from './lib/free-port.js';
+import {
+  GATEWAY_VARIANTS,
+  type GatewayChildConfig,
+  type GatewayVariant,
+  type GatewayVariantName,
+} from './lib/gateway-variants.js';
 import { replayCheck } from './lib/measure.js';
 import { connectRedis, deleteKeys, loopbackRedis } from './lib/redis-stats.js';
 import { fmt, printTable } from './lib/table.js';
-import { BENCH_AUTH, orderBody } from './lib/variants.js';
+import { BENCH_AUTH, orderBody, PATH, REPLAY_KEY } from './lib/variants.js';
 
 const SERVER = fileURLToPath(new URL('./lib/adapter-server.ts', import.meta.url));
+const PROXY = fileURLToPath(new URL('./lib/gateway-server.ts', import.meta.url));
+const UPSTREAM = fileURLToPath(new URL('./lib/upstream.ts', import.meta.url));
 const CONNECTIONS = 8;
 
 export async function run(argv: readonly string[]): Promise<void> {
@@ -56,6 +69,7 @@ export async function run(argv: readonly string[]): Promise<void> {
     options: {
       frameworks: { type: 'string', default: 'express' },
       stores: { type: 'string', default: 'none,memory,redis' },
+      gateway: { type: 'string', default: '' },
       requests: { type: 'string', default: '3000' },
       warmup: { type: 'string', default: '4000' },
       pairs: { type: 'string', default: '10000' },
@@ -73,6 +87,11 @@ export async function run(argv: readonly string[]): Promise<void> {
   const stores = values.stores.split(',') as ('none' | 'memory' | 'redis')[];
   for (const s of stores)
     if (!['none', 'memory', 'redis'].includes(s)) throw new Error(`unknown store: ${s}`);
+  const gateway = values.gateway === '' ? [] : values.gateway.split(',');
+  for (const name of gateway) {
+    const known = GATEWAY_VARIANTS.find((v) => v.name === name);
+    if (!known || known.store === 'none') throw new Error(`unknown gateway variant: ${name}`);
+  }
   const redisUrl = loopbackRedis(values.redis);
   const requests = Math.max(200, Number(values.requests));
   const warmup = Math.max(200, Number(values.warmup));
@@ -88,7 +107,7 @@ export async function run(argv: readonly string[]): Promise<void> {
   );
   for (const framework of frameworks) {
     const rows: string[][] = [];
-    let bare = Number.NaN;
+    const row = tableRows();
     for (const store of stores) {
       const variant: AdapterVariant = { framework, store, keys: 'unique' };
       const prefix = `idemkit-bench-${randomBytes(4).toString('hex')}:`;
@@ -100,24 +119,82 @@ export async function run(argv: readonly string[]): Promise<void> {
         storeTimeoutMs: 120_000,
         ...(store === 'redis' ? { redis: { url: redisUrl, prefix } } : {}),
       };
-      const perRequest = await countServer(config, warmup, requests);
+      const name = variantName(variant);
+      const perRequest = await countServer(SERVER, config, warmup, requests, {
+        name,
+        idempotent: store !== 'none',
+        path: CHARGES_PATH,
+      });
       if (store === 'redis') await deleteRunKeys(redisUrl, prefix);
-      if (perRequest === undefined) {
-        rows.push([variantName(variant), 'unavailable', '', '']);
-        continue;
-      }
-      if (store === 'none') bare = perRequest;
-      rows.push([
-        variantName(variant),
-        fmt(perRequest),
-        store === 'none' ? '1.00' : fmt(perRequest / bare, 2),
-        store === 'none' ? '' : `+${fmt(perRequest - bare)}`,
-      ]);
+      rows.push(row(name, perRequest, store === 'none'));
     }
     console.log(`\n${FRAMEWORK_LABELS[framework]}\n`);
     printTable(['variant', 'instructions / request', '× bare', 'extra / request'], rows);
   }
+  if (gateway.length > 0) {
+    const names = ['bare', ...gateway] as GatewayVariantName[];
+    await countGateway(
+      names.map((name) => GATEWAY_VARIANTS.find((v) => v.name === name) as GatewayVariant),
+      { lib, redisUrl, warmup, requests },
+    );
+  }
   await countRedisServer(lib, Math.max(1_000, Number(values.pairs)));
+}
+
+/** One table's rows: the first (bare) sets the baseline the others are compared with. */
+function tableRows() {
+  let bare = Number.NaN;
+  return (name: string, perRequest: number | undefined, isBare: boolean): string[] => {
+    if (perRequest === undefined) return [name, 'unavailable', '', ''];
+    if (isBare) bare = perRequest;
+    return [
+      name,
+      fmt(perRequest),
+      isBare ? '1.00' : fmt(perRequest / bare, 2),
+      isBare ? '' : `${perRequest >= bare ? '+' : ''}${fmt(perRequest - bare)}`,
+    ];
+  };
+}
+
+/**
+ * The gateway's proxies under callgrind, in front of one upstream child (not counted). A replay
+ * variant's requests all carry the replay check's key and body: each one is a replay.
+ */
+async function countGateway(
+  variants: readonly GatewayVariant[],
+  shape: { lib: GatewayChildConfig['lib']; redisUrl: string; warmup: number; requests: number },
+): Promise<void> {
+  const upstream = ServerChild.start(UPSTREAM, {}, undefined);
+  try {
+    const up = await upstream.next(['ready'], 30_000);
+    if (up.type !== 'ready') throw new Error(`upstream: ${up.reason}`);
+    const row = tableRows();
+    const rows: string[][] = [];
+    for (const variant of variants) {
+      const prefix = `idemkit-bench-${randomBytes(4).toString('hex')}:`;
+      const config: GatewayChildConfig = {
+        variant: variant.name,
+        lib: shape.lib,
+        upstream: up.url,
+        maxEntries: shape.warmup + shape.requests + 1_000,
+        storeTimeoutMs: 120_000,
+        ...(variant.store === 'redis' ? { redis: { url: shape.redisUrl, prefix } } : {}),
+      };
+      const replay = variant.keys === 'replay';
+      const perRequest = await countServer(PROXY, config, shape.warmup, shape.requests, {
+        name: variant.name,
+        idempotent: variant.store !== 'none',
+        path: PATH,
+        ...(replay ? { replayKey: REPLAY_KEY } : {}),
+      });
+      if (variant.store === 'redis') await deleteRunKeys(shape.redisUrl, prefix);
+      rows.push(row(variant.label, perRequest, variant.store === 'none'));
+    }
+    console.log('\nGateway, next to the bare undici proxy (the upstream not counted)\n');
+    printTable(['variant', 'instructions / request', '× bare', 'extra / request'], rows);
+  } finally {
+    await upstream.stop();
+  }
 }
 
 /** Deletes a Redis run's keys; best effort (they expire with the bench's retention anyway). */
@@ -131,14 +208,24 @@ async function deleteRunKeys(url: string, prefix: string): Promise<void> {
   }
 }
 
+/** What a counted server is sent: its path, and for a replay variant the one key (with body 0). */
+interface Load {
+  name: string;
+  idempotent: boolean;
+  path: string;
+  replayKey?: string;
+}
+
 /** Instructions per request of one server child under callgrind; `undefined` if it could not start. */
 async function countServer(
-  config: AdapterChildConfig,
+  script: string,
+  config: AdapterChildConfig | GatewayChildConfig,
   warmup: number,
   requests: number,
+  load: Load,
 ): Promise<number | undefined> {
   const dir = mkdtempSync(join(tmpdir(), 'idemkit-bench-cg-'));
-  const child = ServerChild.start(SERVER, config, undefined, undefined, [
+  const child = ServerChild.start(script, config, undefined, undefined, [
     'valgrind',
     '--tool=callgrind',
     `--callgrind-out-file=${join(dir, 'cg.out')}`,
@@ -147,11 +234,14 @@ async function countServer(
   try {
     const ready = await child.next(['ready'], 300_000);
     if (ready.type === 'unavailable') return undefined;
-    const name = variantName(config.variant);
-    await replayCheck(ready.url, name, { idempotent: config.variant.store !== 'none', path: CHARGES_PATH });
-    await send(ready.url, warmup, name);
+    await replayCheck(ready.url, load.name, {
+      idempotent: load.idempotent,
+      path: load.path,
+      key: load.replayKey,
+    });
+    await send(ready.url, warmup, load);
     control(child.pid, '-z');
-    await send(ready.url, requests, name);
+    await send(ready.url, requests, load);
     control(child.pid, '-d');
     return dumpedInstructions(dir) / requests;
   } finally {
@@ -162,27 +252,30 @@ async function countServer(
 
 let seq = 0;
 
-/** `count` POSTs with fresh keys over CONNECTIONS keep-alive connections; every one must be a 201. */
-async function send(url: string, count: number, name: string): Promise<void> {
+/**
+ * `count` POSTs over CONNECTIONS keep-alive connections, fresh keys (or the replay key and body 0);
+ * every one must be a 201.
+ */
+async function send(url: string, count: number, { name, path, replayKey }: Load): Promise<void> {
   const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
   const { hostname, port } = new URL(url);
   let left = count;
   const one = () =>
     new Promise<void>((done, fail) => {
-      const n = ++seq;
+      const n = replayKey === undefined ? ++seq : 0;
       const body = orderBody(n);
       const req = request(
         {
           host: hostname,
           port,
           method: 'POST',
-          path: CHARGES_PATH,
+          path,
           agent,
           headers: {
             'content-type': 'application/json',
             'content-length': Buffer.byteLength(body),
             authorization: BENCH_AUTH,
-            'idempotency-key': `instr-${process.pid}-${n.toString(16).padStart(12, '0')}`,
+            'idempotency-key': replayKey ?? `instr-${process.pid}-${n.toString(16).padStart(12, '0')}`,
           },
         },
         (res) => {

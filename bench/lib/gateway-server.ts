@@ -53,6 +53,7 @@ async function main(): Promise<void> {
       replayHeaders: [],
       routes: [],
       logLevel: 'silent',
+      ...(config.storeTimeoutMs === undefined ? {} : { storeTimeoutMs: config.storeTimeoutMs }),
       // Shared stores need one secret in every process (as with IDEMKIT_SECRET); the others keep their own.
       ...(variant.store === 'redis' ? { secret: randomBytes(32).toString('base64url') } : {}),
     },

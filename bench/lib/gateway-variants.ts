@@ -73,6 +73,8 @@ export interface GatewayChildConfig {
   maxEntries: number;
   /** Redis variants: the server and the key prefix of this run (the runner deletes its keys). */
   redis?: { url: string; prefix: string };
+  /** The gateway's store timeout, when not its default (the instructions bench runs under valgrind). */
+  storeTimeoutMs?: number;
 }
 
 /**
