@@ -15,7 +15,6 @@ import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createClient } from '@redis/client';
 import { compileSources } from './lib/build.js';
 import { type Pinning, pinCores, ServerChild } from './lib/child.js';
 import {
@@ -35,7 +34,7 @@ import {
   replayCheck,
 } from './lib/measure.js';
 import { summarizeProfiles } from './lib/profile.js';
-import { deleteKeys } from './lib/redis-stats.js';
+import { connectRedis, deleteKeys, loopbackRedis, type RedisClient, sampleRedis } from './lib/redis-stats.js';
 import { fmt, median, printTable } from './lib/table.js';
 import { BODY_BYTES, PATH, type RawSqliteResult, REPLAY_KEY } from './lib/variants.js';
 
@@ -52,10 +51,6 @@ const TARGETS = { uniqueRatio: 0.75, sqliteOverRaw: 0.8, replayRatio: 1.2, p99Ra
  * fsync per write (at 50 connections), NORMAL ≥ 0.7 × the memory gateway of the same round.
  */
 const SQLITE_GROUP_COMMIT = { fullRps: 2_500, normalOverMemory: 0.7 };
-
-// As the gateway's redis:// opener makes it: no offline queue.
-const makeRedisClient = (url: string) => createClient({ url, disableOfflineQueue: true });
-type RedisClient = ReturnType<typeof makeRedisClient>;
 
 /**
  * Between warm-up and measured run: the warm-up's last requests (still in the proxy when
@@ -245,46 +240,13 @@ async function measure(
       rate: shape.rate,
       settleMs: SETTLE_MS,
       upstream: shape.upstream,
-      ...(redis ? { outsideCpuUs: () => redisCpuUs(redis.client) } : {}),
+      ...(redis ? { outsideCpuUs: async () => (await sampleRedis(redis.client)).cpuUs } : {}),
     });
     return { ok: true, result };
   } finally {
     await child.stop();
     if (redis) await deleteKeys(redis.client, redis.prefix);
   }
-}
-
-/** The bench sends load over loopback only: a Redis URL elsewhere is refused. */
-function loopbackRedis(text: string): string {
-  const url = new URL(text);
-  if (url.protocol !== 'redis:' || !['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname)) {
-    throw new Error(`--redis: expected redis://127.0.0.1:<port> (loopback only), got ${text}`);
-  }
-  return text;
-}
-
-async function connectRedis(
-  url: string,
-): Promise<{ ok: true; client: RedisClient } | { ok: false; reason: string }> {
-  const client = makeRedisClient(url);
-  client.on('error', () => {});
-  try {
-    await Promise.race([
-      client.connect(),
-      new Promise((_, reject) => setTimeout(() => reject(new Error('no connection within 3 s')), 3_000)),
-    ]);
-    return { ok: true, client };
-  } catch (error) {
-    client.destroy();
-    return { ok: false, reason: `Redis is not reachable at ${url} (${(error as Error).message})` };
-  }
-}
-
-/** The Redis server's CPU (user + system, all its threads, all its clients) so far, µs. */
-async function redisCpuUs(client: RedisClient): Promise<number> {
-  const info = await client.info('cpu');
-  const field = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
-  return (field('used_cpu_user') + field('used_cpu_sys')) * 1e6;
 }
 
 function report(

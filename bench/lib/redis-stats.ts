@@ -1,5 +1,5 @@
 /**
- * The runner's side of Redis in `npm run bench -- adapters`: its own client reads the server's CPU
+ * The runners' side of Redis in `npm run bench -- adapters`, `gateway` and `instructions`: its own client reads the server's CPU
  * and command counters around each measured run and deletes each run's keys. The bench neither
  * starts nor pins Redis; it is the shared server on loopback.
  */
