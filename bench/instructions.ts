@@ -103,7 +103,7 @@ export async function run(argv: readonly string[]): Promise<void> {
     lib = { dir: built.dir, ext: '.js' };
   }
   console.log(
-    `\nCPU instructions per executed request (callgrind; ${warmup} warm-up requests, then ${requests} counted; ${CONNECTIONS} keep-alive connections, a fresh key each)`,
+    `\nCPU instructions per request (callgrind; ${warmup} warm-up requests, then ${requests} counted; ${CONNECTIONS} keep-alive connections, a fresh key each unless a row says replays)`,
   );
   for (const framework of frameworks) {
     const rows: string[][] = [];
@@ -190,7 +190,9 @@ async function countGateway(
       if (variant.store === 'redis') await deleteRunKeys(shape.redisUrl, prefix);
       rows.push(row(variant.label, perRequest, variant.store === 'none'));
     }
-    console.log('\nGateway, next to the bare undici proxy (the upstream not counted)\n');
+    console.log(
+      '\nGateway, next to the bare undici proxy (the upstream not counted; in a replays row every counted request is a replay)\n',
+    );
     printTable(['variant', 'instructions / request', '× bare', 'extra / request'], rows);
   } finally {
     await upstream.stop();
