@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,27 +11,32 @@ const REPO = fileURLToPath(new URL('../../', import.meta.url));
  * built), so the server runs what users run: tsx's transform differs (its `__name` wrappers
  * alone cost a few µs per request in closure-heavy code). The output goes under
  * `node_modules/.cache/`, so bare imports (`better-sqlite3`) resolve from the repo. Type errors
- * in a tree being edited do not stop the emit. Returns the directory holding the `.js` files.
+ * in a tree being edited do not stop the emit. The tree is copied next to a `package.json` of type
+ * module first: under `NodeNext`, tsc emits CommonJS for sources with no such file above them (a
+ * bare copy of `src/` somewhere else would not run). Returns the directory holding the `.js` files.
  */
 export function compileSources(srcDir: string): { dir: string; remove(): void } {
   const cache = join(REPO, 'node_modules', '.cache');
   mkdirSync(cache, { recursive: true });
   const root = mkdtempSync(join(cache, 'idemkit-bench-'));
   const out = join(root, 'js');
+  const sources = join(root, 'src');
+  cpSync(srcDir, sources, { recursive: true });
+  writeFileSync(join(root, 'package.json'), '{ "type": "module" }\n');
   const tsconfig = join(root, 'tsconfig.json');
   writeFileSync(
     tsconfig,
     JSON.stringify({
       extends: join(REPO, 'tsconfig.build.json'),
       compilerOptions: {
-        rootDir: srcDir,
+        rootDir: sources,
         outDir: out,
         declaration: false,
         sourceMap: false,
         noEmitOnError: false,
         incremental: false,
       },
-      include: [srcDir],
+      include: [sources],
     }),
   );
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
