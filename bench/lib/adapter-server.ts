@@ -73,7 +73,7 @@ async function openStore(kind: 'memory' | 'redis'): Promise<IdempotencyStore | u
     return store;
   }
   if (!config.redis) throw new Error('a redis variant needs config.redis');
-  return childRedisStore({ send, cleanups }, load, config.redis);
+  return childRedisStore({ send, cleanups }, load, config.redis, config.storeTimeoutMs);
 }
 
 main().catch(fail);

@@ -5,12 +5,15 @@ import type { ChildSide } from './child-side.js';
 /**
  * A bench child's Redis store on node-redis 5, set up as the store's docs recommend (no offline
  * queue, errors handled). An unreachable server is reported to the runner as `unavailable` and
- * gives `undefined`; the store and the client are closed on `stop`.
+ * gives `undefined`; the store and the client are closed on `stop`. `commandTimeoutMs` (the
+ * child's store timeout, when it has one) bounds the store's commands: under valgrind a cold
+ * request runs ~50× slower than the store's 2 s default allows.
  */
 export async function childRedisStore(
   side: Pick<ChildSide, 'send' | 'cleanups'>,
   load: <T>(module: string) => Promise<T>,
   redis: { url: string; prefix: string },
+  commandTimeoutMs?: number,
 ): Promise<IdempotencyStore | undefined> {
   const { redisStore } = await load<typeof import('../../src/stores/redis.js')>('stores/redis');
   const client = createClient({ url: redis.url, disableOfflineQueue: true });
@@ -28,7 +31,12 @@ export async function childRedisStore(
     });
     return undefined;
   }
-  const store = redisStore({ client, prefix: redis.prefix, onWarning() {} });
+  const store = redisStore({
+    client,
+    prefix: redis.prefix,
+    onWarning() {},
+    ...(commandTimeoutMs === undefined ? {} : { commandTimeoutMs }),
+  });
   side.cleanups.push(
     () => store.close(),
     () => client.close(),

@@ -100,7 +100,7 @@ async function openStore(
     return { store, url: `sqlite:${path}` };
   }
   if (!config.redis) throw new Error('a redis variant needs config.redis');
-  const store = await childRedisStore({ send, cleanups }, load, config.redis);
+  const store = await childRedisStore({ send, cleanups }, load, config.redis, config.storeTimeoutMs);
   return store && { store, url: config.redis.url };
 }
 
