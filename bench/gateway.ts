@@ -42,8 +42,8 @@ const PROXY = fileURLToPath(new URL('./lib/gateway-server.ts', import.meta.url))
 const UPSTREAM = fileURLToPath(new URL('./lib/upstream.ts', import.meta.url));
 
 /**
- * Reported PASS/MISS, never asserted (issue 5; the unique-key and replay ratios raised by the
- * issue "Engine cost": a replay skips the upstream hop, so it must beat plain proxying).
+ * Reported PASS/MISS, never asserted (bench/README.md, `gateway` → Targets; a replay skips the
+ * upstream hop, so it must beat plain proxying).
  */
 const TARGETS = { uniqueRatio: 0.75, sqliteOverRaw: 0.8, replayRatio: 1.2, p99Ratio: 1.5 };
 /**
@@ -333,7 +333,7 @@ function report(
     );
   }
 
-  console.log('\ntargets (issue 5; reported, not asserted):');
+  console.log('\ntargets (bench/README.md; reported, not asserted):');
   // With --rate every variant serves the offered load: only the latency target says something.
   const throughput = rate === undefined;
   if (!throughput) console.log(`  (--rate ${rate}: req/s is the offered load, so only p99 is judged)`);

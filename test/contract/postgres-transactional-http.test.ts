@@ -13,7 +13,7 @@ import { createEffectTable, effectRows, TXN_SECRET, transactionOf } from '../sup
 import { eventually } from '../support/redis-postgres-cases.js';
 
 /*
- * Transactional PostgreSQL over HTTP through the fetch adapter (issue 4): the whole HTTP contract
+ * Transactional PostgreSQL over HTTP through the fetch adapter: the whole HTTP contract
  * with every execution inside BEGIN … CAS … COMMIT, then T12–T15 style cases whose handler writes
  * an effect row through ctx.transaction. Real server; an unreachable one fails the suite.
  */
