@@ -3,16 +3,14 @@ import { createHash } from 'node:crypto';
 /*
  * The Lua scripts behind every store operation except a first claim (a plain `SET NX PX`, see
  * redis.ts). KEYS[1] is the record, one string in the format of redis-record.ts:
- *   2 <state> <generation> <waited> <leaseUntil> <createdAt> <completedAt> <fpBytes> <slotBytes>\n<fp><slot><response>
+ *   2 <state> <generation> <waited> <leaseUntil> <createdAt> <completedAt> <fpBytes> <tokenBytes>\n<fp><token><response>
  * Times are epoch ms or `~N` (N ms before the key's expiry). Deadlines come from Redis's clock:
- * claims, heartbeats and releases set the TTL relatively (`PX`), and `PEXPIRETIME` turns offsets
- * back into epoch ms (Redis 7.0+). The claim reads `TIME` to judge a lease that may have lapsed;
- * completions and markUncertain read it to write their expiry both as `PXAT` and into the record's
- * slot, so that a later claim's `SET NX GET` returns a replay whole. Each script makes as few
- * calls as it can (a call from Lua costs about as much as a whole small command): a completion of
- * a claim this store instance made, untouched since, is COMPLETE_CLAIMED (PEXPIRETIME, TIME, then
- * SET … GET, no parsing: the client built the claim's value); any other is COMPLETE (GET,
- * PEXPIRETIME, TIME, SET and, only when a duplicate has been seen, PUBLISH). Numbers are turned
+ * every write sets the TTL relatively (`PX`), and `PEXPIRETIME` turns offsets back into epoch ms
+ * (Redis 7.0+); only the claim reads `TIME`, to judge a lease that may have lapsed. Each script
+ * makes as few calls as it can (a call from Lua costs about as much as a whole small command):
+ * a completion of a claim this store instance made, untouched since, is COMPLETE_CLAIMED
+ * (PEXPIRETIME, then SET … GET, no parsing: the client built both values); any other is COMPLETE
+ * (GET, PEXPIRETIME, SET and, only when a duplicate has been seen, PUBLISH). Numbers are turned
  * into text with string.format('%d'): Lua's own conversion goes through a float printf, which cost
  * more than the rest of a completion's Lua.
  * Redis 7 replicates script effects, not the script, so reading TIME before writing is allowed.
@@ -33,10 +31,6 @@ tl = tonumber(tl)`;
 // Fencing: every write after the claim checks that this token still owns an in-progress record.
 const OWNED = `${READ}
 if st ~= 'in_progress' or string.sub(v, p + fl, p + fl + tl - 1) ~= ARGV[1] then return 0 end`;
-
-// Redis's clock in epoch ms (TIME answers seconds and microseconds as text).
-const NOW = `local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)`;
 
 // The next write moves the expiry, so offsets from the current one become epoch ms first.
 const ABSOLUTE = `local ea = redis.call('PEXPIRETIME', KEYS[1])
@@ -78,7 +72,8 @@ if v then
   local st, g, w, lu, ca, co, fl, tl, p = string.match(v, '^2 (%S+) (%d+) ([01]) (%S+) (%S+) (%S+) (%d+) (%d+)\\n()')
   if not p then return redis.error_reply('${FORMAT_ERROR} record is not in format 2') end
   local ea = redis.call('PEXPIRETIME', KEYS[1])
-  ${NOW}
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local leaseUntil = lu
   if string.byte(lu) == 126 then leaseUntil = ea - tonumber(string.sub(lu, 2)) end
   fl = tonumber(fl)
@@ -120,25 +115,22 @@ return 1`,
 
 /**
  * complete(KEYS[1]; ARGV: token, encoded response, retentionMs, settle channel) → 1 stored, 0 fenced.
- * completedAt is retentionMs before the new expiry, i.e. Redis's clock now; the expiry is written
- * into the slot and set with PXAT (see redis-record.ts), so a claim's SET NX GET can replay it.
+ * completedAt is retentionMs before the new expiry, i.e. Redis's clock now.
  */
 export const COMPLETE = script(
   'complete',
   `${OWNED}
 ${ABSOLUTE}
-${NOW}
-local e = string.format('%d', now + ARGV[3])
-redis.call('SET', KEYS[1], '2 completed ' .. gen .. ' 0 ' .. lu .. ' ' .. ca .. ' ~' .. ARGV[3] .. ' ' .. fl .. ' ' .. #e .. '\\n' .. string.sub(v, p, p + fl - 1) .. e .. ARGV[2], 'PXAT', e)
+redis.call('SET', KEYS[1], '2 completed ' .. gen .. ' 0 ' .. lu .. ' ' .. ca .. ' ~' .. ARGV[3] .. ' ' .. fl .. ' 0\\n' .. string.sub(v, p, p + fl - 1) .. ARGV[2], 'PX', ARGV[3])
 ${publish(4)}
 return 1`,
 );
 
 /**
  * The completion's fast path (redis-claims.ts): complete(KEYS[1]; ARGV: the value our claim's
- * `SET NX PX` wrote, its retentionMs, its TTL, the fingerprint, the encoded response,
- * retentionMs) → 1 stored, 0 no record, -1 the record is no longer exactly what we wrote (run
- * COMPLETE). An unchanged value proves everything COMPLETE
+ * `SET NX PX` wrote, its retentionMs, its TTL, the completed record's tail ` ~<retentionMs>
+ * <fpBytes> 0\n<fp><encoded response>`, retentionMs) → 1 stored, 0 no record, -1 the record is
+ * no longer exactly what we wrote (run COMPLETE). An unchanged value proves everything COMPLETE
  * checks: in progress, owned by our token (a token is kept only while in progress), generation
  * 1, nobody waiting (so nothing to publish), leaseUntil and createdAt the claim's offsets from
  * the expiry. The record written is byte for byte the one COMPLETE would write.
@@ -149,9 +141,7 @@ return 1`,
 export const COMPLETE_CLAIMED = script(
   'complete',
   `local ea = redis.call('PEXPIRETIME', KEYS[1])
-${NOW}
-local e = string.format('%d', now + ARGV[6])
-local v = redis.call('SET', KEYS[1], string.format('2 completed 1 0 %d %d ~%s %d %d\\n', ea - ARGV[2], ea - ARGV[3], ARGV[6], #ARGV[4], #e) .. ARGV[4] .. e .. ARGV[5], 'PXAT', e, 'GET')
+local v = redis.call('SET', KEYS[1], string.format('2 completed 1 0 %d %d', ea - ARGV[2], ea - ARGV[3]) .. ARGV[4], 'PX', ARGV[5], 'GET')
 if v == ARGV[1] then return 1 end
 if not v then
   redis.call('DEL', KEYS[1])
@@ -171,17 +161,12 @@ ${publish(3)}
 return 1`,
 );
 
-/**
- * markUncertain(KEYS[1]; ARGV: token, retentionMs, settle channel) → 1 held as uncertain, 0 fenced.
- * Like a completion, it carries its expiry in the slot (a claim's SET NX GET answers it alone).
- */
+/** markUncertain(KEYS[1]; ARGV: token, retentionMs, settle channel) → 1 held as uncertain, 0 fenced. */
 export const MARK_UNCERTAIN = script(
   'markUncertain',
   `${OWNED}
 ${ABSOLUTE}
-${NOW}
-local e = string.format('%d', now + ARGV[2])
-redis.call('SET', KEYS[1], '2 uncertain ' .. gen .. ' 0 ' .. lu .. ' ' .. ca .. ' ~' .. ARGV[2] .. ' ' .. fl .. ' ' .. #e .. '\\n' .. string.sub(v, p, p + fl - 1) .. e, 'PXAT', e)
+redis.call('SET', KEYS[1], '2 uncertain ' .. gen .. ' 0 ' .. lu .. ' ' .. ca .. ' ~' .. ARGV[2] .. ' ' .. fl .. ' 0\\n' .. string.sub(v, p, p + fl - 1), 'PX', ARGV[2])
 ${publish(3)}
 return 1`,
 );

@@ -3,7 +3,7 @@ import { type ClaimResult, type IdempotencyStore, RecordState, type StoredRecord
 import { withTimeout } from '../core/store-call.js';
 import { redisClaims } from './redis-claims.js';
 import { detectClient, type RedisArgument, type RedisClientLike } from './redis-clients.js';
-import { claimValue, formatError, parseRecord, settledRecord } from './redis-record.js';
+import { claimValue, completedTail, formatError, parseRecord } from './redis-record.js';
 import {
   CLAIM,
   COMPLETE,
@@ -66,8 +66,8 @@ export interface RedisStoreOptions {
 }
 
 /**
- * A store on Redis (standalone or Cluster): a claim is one `SET NX PX GET` (it answers a replay
- * too), every other operation one Lua script; deadlines from Redis's clock; records are strings that Redis expires at
+ * A store on Redis (standalone or Cluster): a first claim is one `SET NX PX`, every other
+ * operation one Lua script; deadlines from Redis's clock; records are strings that Redis expires at
  * `expiresAt` (so `sweep` has nothing to do). Record format: redis-record.ts.
  * @example
  * const idem = createIdempotency({ store: redisStore({ client }), secret: process.env.IDEMKIT_SECRET })
@@ -196,17 +196,13 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
       };
       // Most keys are new: one plain SET NX, no script. Its TTL is the lease plus the orphan
       // horizon, counted by Redis's clock (the record's times are offsets from that expiry).
-      // With GET it answers what is there instead: nil means our value was written.
       const rk = recordKey(request.key);
       const ttlMs = request.leaseMs + request.retentionMs;
       const value = claimValue(request.fingerprint, request.token, request.retentionMs, ttlMs);
-      const first = await command(
-        'claim',
-        rk,
-        ['SET', rk, value, 'NX', 'PX', String(ttlMs), 'GET'],
-        (reply) => releaseLate(reply === null || reply === undefined),
+      const first = await command('claim', rk, ['SET', rk, value, 'NX', 'PX', String(ttlMs)], (reply) =>
+        releaseLate(reply !== null && reply !== undefined),
       );
-      if (first === null || first === undefined) {
+      if (first !== null && first !== undefined) {
         claims.add(request.token, {
           key: request.key,
           value,
@@ -220,9 +216,6 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
         });
         return { outcome: 'acquired', generation: 1 };
       }
-      // A settled record that carries its expiry is a replay, answered by this one round trip.
-      const settled = Buffer.isBuffer(first) ? settledRecord(request.key, first) : undefined;
-      if (settled) return { outcome: 'completed', record: settled };
       // A record exists: the script decides (tombstone, expiry, lapsed lease) and reads it back.
       const args = [
         request.fingerprint,
@@ -267,8 +260,7 @@ export function redisStore(options: RedisStoreOptions): IdempotencyStore {
             claimed.value,
             claimed.retentionMs,
             claimed.ttlMs,
-            claimed.fingerprint,
-            Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength),
+            completedTail(claimed.fingerprint, r.retentionMs, encoded),
             retentionMs,
           ])
         : -1;
