@@ -61,6 +61,8 @@ process.once('exit', () => {
 export interface CpuSample {
   /** User + system CPU time of the server process, µs. */
   cpuUs: number;
+  /** The system (kernel) part of cpuUs, µs. */
+  systemUs: number;
   /** CPU of the server's main thread alone, µs (-1: unknown). */
   mainUs: number;
   /** Run-queue wait of the server's main thread, µs (-1: unknown). */
@@ -167,6 +169,7 @@ export class ServerChild {
     if (m.type !== 'cpu') throw new Error('server child: no CPU sample');
     return {
       cpuUs: m.userUs + m.systemUs,
+      systemUs: m.systemUs,
       mainUs: m.mainNs < 0 ? -1 : m.mainNs / 1_000,
       waitUs: m.waitNs < 0 ? -1 : m.waitNs / 1_000,
       rss: m.rss,

@@ -16,6 +16,11 @@ export interface RoundResult {
   p99Ms: number;
   /** Server CPU (user + system, all threads) per response, µs. */
   cpuUsPerReq: number;
+  /**
+   * The system (kernel) part of cpuUsPerReq: socket reads and writes, locks. A variant whose CPU
+   * grows in user time with few more instructions (bench instructions) is stalling, not computing.
+   */
+  systemUsPerReq: number;
   /** The server's main thread alone (no GC or compiler helper threads) per response, µs. */
   mainUsPerReq: number;
   /** Server CPU time / wall time of the measured run. */
@@ -97,6 +102,7 @@ export async function measureRun(server: ServerChild, options: MeasureOptions): 
     p50Ms: result.p50Ms,
     p99Ms: result.p99Ms,
     cpuUsPerReq: serverUs / result.responses,
+    systemUsPerReq: (server1.systemUs - server0.systemUs) / result.responses,
     mainUsPerReq: server0.mainUs < 0 ? Number.NaN : (server1.mainUs - server0.mainUs) / result.responses,
     serverUtil: serverUs / wallUs,
     serverWait: server0.waitUs < 0 ? -1 : (server1.waitUs - server0.waitUs) / wallUs,
@@ -134,7 +140,7 @@ export async function leastContended(
 export function describeOutcome(outcome: Outcome, fmt: (n: number, digits?: number) => string): string {
   if (!outcome.ok) return `skipped: ${outcome.reason}`;
   const r = outcome.result;
-  return `${fmt(r.rps)} req/s, p99 ${fmt(r.p99Ms, 2)} ms, ${fmt(r.cpuUsPerReq, 1)} µs CPU/req, server CPU ${fmt(100 * r.serverUtil)}% wait ${fmt(100 * r.serverWait)}%`;
+  return `${fmt(r.rps)} req/s, p99 ${fmt(r.p99Ms, 2)} ms, ${fmt(r.cpuUsPerReq, 1)} µs CPU/req (system ${fmt(r.systemUsPerReq, 1)}), server CPU ${fmt(100 * r.serverUtil)}% wait ${fmt(100 * r.serverWait)}%`;
 }
 
 /**
