@@ -51,24 +51,55 @@ function defaultPrincipal(request: EngineRequest): string {
   return hashCredential(headerValue(request.headers, 'authorization'));
 }
 
-/** The operator's own principal and tenant functions, which may be async. */
-async function admitCaller(
+/**
+ * The operator's own principal and tenant functions, which may be async. A function that answers
+ * at once (a header's hash, as the gateway's default) is not awaited: an await costs every
+ * request a promise, a suspended frame and a trip through the microtask queue.
+ */
+function admitCaller(
   rt: EngineRuntime,
   request: EngineRequest,
   method: string,
   clientKey: string,
   body: Uint8Array,
-): Promise<Decision> {
+): Decision | Promise<Decision> {
   const options = rt.options;
   const principal = options.principal
-    ? ((await options.principal(request.native, request)) ?? '')
+    ? options.principal(request.native, request)
     : defaultPrincipal(request);
+  if (isPromiseLike(principal)) {
+    return Promise.resolve(principal).then((p) =>
+      withPrincipal(rt, request, method, clientKey, body, p ?? ''),
+    );
+  }
+  return withPrincipal(rt, request, method, clientKey, body, principal ?? '');
+}
+
+function withPrincipal(
+  rt: EngineRuntime,
+  request: EngineRequest,
+  method: string,
+  clientKey: string,
+  body: Uint8Array,
+  principal: string,
+): Decision | Promise<Decision> {
+  const options = rt.options;
   // Refused before the tenant function runs, as it always was.
   if (principal === '' && options.requirePrincipal) {
     return reject(rt, 'principal-required', 'authenticate before sending a key');
   }
-  const tenant = options.tenant ? ((await options.tenant(request.native, request)) ?? '') : '';
-  return claimAs(rt, request, method, clientKey, body, tenant, principal);
+  const tenant = options.tenant ? options.tenant(request.native, request) : '';
+  if (isPromiseLike(tenant)) {
+    return Promise.resolve(tenant).then((t) =>
+      claimAs(rt, request, method, clientKey, body, t ?? '', principal),
+    );
+  }
+  return claimAs(rt, request, method, clientKey, body, tenant ?? '', principal);
+}
+
+/** A promise, or any thenable (what `await` would wait for). */
+function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as { then?: unknown } | null | undefined)?.then === 'function';
 }
 
 /** The scope, the fingerprint and the claim of a request whose caller is known. */

@@ -49,7 +49,7 @@ export function headerValue(headers: HeaderInput, name: string): string | undefi
   if (typeof (headers as { get?: unknown }).get === 'function') {
     return (headers as { get(name: string): string | null }).get(name) ?? undefined;
   }
-  // The usual case, one field line held as a string, answers without building a list.
+  // The usual case, one field line, answers without building a list.
   const record = headers as HeaderRecord;
   const wanted = name.toLowerCase();
   let only: string | undefined;
@@ -57,8 +57,11 @@ export function headerValue(headers: HeaderInput, name: string): string | undefi
     if (field.length !== wanted.length || (field !== wanted && field.toLowerCase() !== wanted)) continue;
     const value = record[field];
     if (value === undefined) continue;
-    if (only !== undefined || typeof value !== 'string') return joined(headerValues(headers, name));
-    only = value;
+    if (only !== undefined) return joined(headerValues(headers, name));
+    // A one-line list (Node's `headersDistinct`, which the gateway reads) is that line: no list is built.
+    if (typeof value === 'string') only = value;
+    else if (value.length === 1) only = value[0] as string;
+    else return joined(headerValues(headers, name));
   }
   return only;
 }
