@@ -21,6 +21,7 @@ import {
   type AdapterChildConfig,
   type AdapterVariant,
   CHARGES_PATH,
+  DEFAULT_FRAMEWORKS,
   FRAMEWORK_LABELS,
   FRAMEWORKS,
   type Framework,
@@ -47,7 +48,7 @@ const SERVER = fileURLToPath(new URL('./lib/adapter-server.ts', import.meta.url)
 
 /** Reported PASS/MISS, never asserted. Express has the engine-cost targets; the others the adapter ones. */
 function targetsOf(framework: Framework) {
-  if (framework === 'express' || framework === 'express5') {
+  if (framework === 'express' || framework === 'express5' || framework === 'express-glue') {
     return { memory: { ratio: 0.92, extraCpuUs: 10 }, redis: { ratio: 0.85, extraCpuUs: 20 } };
   }
   return { memory: { ratio: undefined, extraCpuUs: 15 }, redis: { ratio: undefined, extraCpuUs: 25 } };
@@ -98,7 +99,7 @@ export async function run(argv: readonly string[]): Promise<void> {
   });
   const rounds = bounded('rounds', values.rounds, 1, 20);
   const retries = bounded('retries', values.retries, 0, 5);
-  const frameworks = listOf('frameworks', values.frameworks, FRAMEWORKS);
+  const frameworks = listOf('frameworks', values.frameworks, FRAMEWORKS, DEFAULT_FRAMEWORKS);
   const stores = listOf('stores', values.stores, ['memory', 'redis'] as const);
   const srcDir = resolve(values.src ?? join(import.meta.dirname, '..', 'src'));
   const redisUrl = loopbackRedis(values.redis);
@@ -168,8 +169,13 @@ export async function run(argv: readonly string[]): Promise<void> {
   }
 }
 
-function listOf<T extends string>(flag: string, text: string | undefined, all: readonly T[]): T[] {
-  if (text === undefined) return [...all];
+function listOf<T extends string>(
+  flag: string,
+  text: string | undefined,
+  all: readonly T[],
+  byDefault: readonly T[] = all,
+): T[] {
+  if (text === undefined) return [...byDefault];
   const picked = text.split(',').map((s) => s.trim());
   for (const name of picked) {
     if (!all.includes(name as T)) throw new Error(`--${flag}: unknown ${name} (one of ${all.join(', ')})`);

@@ -48,6 +48,8 @@ type AppFactory = (idem: { engine: Idempotency; modules: AdapterModules } | unde
 export const APPS: Record<Framework, AppFactory> = {
   express: (idem) => expressApp('express', idem),
   express5: (idem) => expressApp('express5', idem),
+  // Bare, the same app as `express`: each pair compares with bare Express 4.
+  'express-glue': (idem) => (idem ? expressGlueApp(idem.engine) : expressApp('express', undefined)),
   fastify: fastifyApp,
   koa: koaApp,
   hono: honoApp,
@@ -76,6 +78,59 @@ async function expressApp(
   });
   if (idem) app.use(idem.modules.express.idempotencyErrors());
   return listenNode(createServer(app));
+}
+
+/**
+ * Bare Express 4 with the engine called by hand: `begin()` on the raw body kept by the parser's
+ * `verify` hook, the handler's work, `commit()` of the response it builds, then the same
+ * `res.json()` answer as the bare app. What the adapter adds on top (capturing what the handler
+ * writes, putting the body back for the parser, the error handler) is left out: the difference
+ * between this variant and `express` is the adapter's own cost.
+ */
+async function expressGlueApp(engine: Idempotency): Promise<Served> {
+  const express = (await import('express')).default;
+  const app = express();
+  app.set('env', 'test');
+  const kept = new WeakMap<IncomingMessage, Buffer>();
+  const json = express.json({ verify: (req, _res, buffer) => kept.set(req, buffer) });
+  app.post(CHARGES_PATH, json, async (req, res, next) => {
+    try {
+      const decision = await engine.begin({
+        method: req.method,
+        path: req.path,
+        query: '',
+        headers: req.headers,
+        body: kept.get(req) ?? new Uint8Array(0),
+      });
+      if (decision.kind === 'reject' || decision.kind === 'replay') return sendStored(res, decision.response);
+      const charge = createCharge(req.body as Charge);
+      if (decision.kind === 'execute') {
+        const body = Buffer.from(JSON.stringify(charge.json));
+        const headers: [string, string][] = [
+          ['content-type', 'application/json; charset=utf-8'],
+          ['location', charge.location],
+          ['x-charge-id', charge.json.id],
+        ];
+        const { response } = await decision.commit({ status: 201, headers, body });
+        if (response.status !== 201) return sendStored(res, response);
+        res.set('idempotent-replayed', 'false');
+      }
+      res.status(201).location(charge.location).set('x-charge-id', charge.json.id);
+      res.append('set-cookie', charge.cookie).json(charge.json);
+    } catch (error) {
+      next(error);
+    }
+  });
+  return listenNode(createServer(app));
+}
+
+function sendStored(
+  res: import('express').Response,
+  response: { status: number; headers: readonly (readonly [string, string])[]; body: Uint8Array },
+): void {
+  res.status(response.status);
+  for (const [name, value] of response.headers) res.append(name, value);
+  res.end(Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength));
 }
 
 async function fastifyApp(

@@ -3,6 +3,7 @@
 export const FRAMEWORKS = [
   'express',
   'express5',
+  'express-glue',
   'fastify',
   'koa',
   'hono',
@@ -11,9 +12,17 @@ export const FRAMEWORKS = [
 ] as const;
 export type Framework = (typeof FRAMEWORKS)[number];
 
+/**
+ * What runs without `--frameworks`. `express-glue` is for attribution, on request: the same app
+ * with the engine called by hand instead of through the adapter, so the adapter's own share of
+ * the cost shows (the way the engine-cost targets were first measured).
+ */
+export const DEFAULT_FRAMEWORKS: readonly Framework[] = FRAMEWORKS.filter((f) => f !== 'express-glue');
+
 export const FRAMEWORK_LABELS: Record<Framework, string> = {
   express: 'Express 4',
   express5: 'Express 5',
+  'express-glue': 'Express 4 (idemkit rows: the engine called by hand, no adapter)',
   fastify: 'Fastify 5',
   koa: 'Koa 3',
   hono: 'Hono 4 (@hono/node-server)',
