@@ -45,6 +45,12 @@ function takeWholeBody(req: IncomingMessage, maxBytes: number): Buffer | null | 
   const body = req.read() as Buffer | null;
   if (body === null) return undefined;
   req.unshift(body);
+  // A read of an ended stream never reaches IncomingMessage's _read, which is where Node notes that
+  // the app consumes the body; unnoted, Node "dumps" the request when the response finishes
+  // (drops its data listeners and resumes it), work for nothing: the body is all in memory and
+  // the parsers after the middleware read it. Noted here as _read would have (an own field of
+  // every IncomingMessage, so setting it changes no hidden class).
+  (req as { _consuming?: boolean })._consuming = true;
   return body;
 }
 
