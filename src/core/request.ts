@@ -58,7 +58,8 @@ export function headerValue(headers: HeaderInput, name: string): string | undefi
     const value = record[field];
     if (value === undefined) continue;
     if (only !== undefined) return joined(headerValues(headers, name));
-    // A one-line list (Node's `headersDistinct`, which the gateway reads) is that line: no list is built.
+    // A one-line list (Node's `headersDistinct`, which the gateway reads) is that line: no list
+    // is built.
     if (typeof value === 'string') only = value;
     else if (value.length === 1) only = value[0] as string;
     else return joined(headerValues(headers, name));
