@@ -1,4 +1,5 @@
 import type { Claimant } from './claim.js';
+import { Counts } from './counts.js';
 import type { Decision, ExecuteDecision } from './decision.js';
 import { type ExecutionTracker, startExecution } from './execution.js';
 import { type EngineRuntime, reject } from './runtime.js';
@@ -13,8 +14,8 @@ import type { SettleSignals } from './waiters.js';
  * reports to: no closures per execution.
  */
 export class InFlight implements ExecutionTracker {
-  private readonly perSlot = new Map<string, number>();
-  private readonly runningKeys = new Map<string, number>();
+  private readonly perSlot = new Counts();
+  private readonly runningKeys = new Counts();
   private readonly signals: SettleSignals;
   /** For waiters: whether this engine runs `key` (made once, not per waiter). */
   readonly runsLocally = (key: string): boolean => this.runningKeys.has(key);
@@ -25,7 +26,7 @@ export class InFlight implements ExecutionTracker {
 
   /** How many requests the caller's slot has admitted here: claiming, waiting or running. */
   running(slot: string): number {
-    return this.perSlot.get(slot) ?? 0;
+    return this.perSlot.get(slot);
   }
 
   /**
@@ -35,35 +36,28 @@ export class InFlight implements ExecutionTracker {
    * by `claimWithinCap`.
    */
   reserve(slot: string, max: number): boolean {
-    const taken = this.perSlot.get(slot) ?? 0;
-    if (taken >= max) return false;
-    this.perSlot.set(slot, taken + 1);
+    if (this.perSlot.get(slot) >= max) return false;
+    this.perSlot.increment(slot);
     return true;
   }
 
   /** An admitted request starts running here (its place was reserved at admission). */
   started(key: string): void {
-    this.runningKeys.set(key, (this.runningKeys.get(key) ?? 0) + 1);
+    this.runningKeys.increment(key);
   }
 
   finished(slot: string): void {
-    countDown(this.perSlot, slot);
+    this.perSlot.decrement(slot);
   }
 
   stoppedRunning(key: string): void {
-    countDown(this.runningKeys, key);
+    this.runningKeys.decrement(key);
   }
 
   settled(key: string): void {
     // The key no longer runs here (written, released, or the lease is gone): wake waiters.
     this.signals.settled(key);
   }
-}
-
-function countDown(counts: Map<string, number>, name: string): void {
-  const left = (counts.get(name) ?? 1) - 1;
-  if (left <= 0) counts.delete(name);
-  else counts.set(name, left);
 }
 
 /**

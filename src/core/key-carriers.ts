@@ -1,6 +1,6 @@
 import { decodeUtf8, readJsonField } from './canonical-json.js';
-import { parseIdempotencyKey } from './key.js';
-import { type EngineRequest, headerValues } from './request.js';
+import { parseIdempotencyKey, parseKeyLine } from './key.js';
+import { type EngineRequest, headerValues, MANY_LINES, onlyHeaderLine } from './request.js';
 
 export type KeyLookup =
   | { status: 'absent' }
@@ -25,14 +25,19 @@ const ABSENT: KeyLookup = Object.freeze({ status: 'absent' });
  * `invalid`, never `absent`, so the client learns what is wrong with what it sent.
  */
 export function findKey(request: EngineRequest, carriers: KeyCarriers): KeyLookup {
-  const lines = headerValues(request.headers, carriers.keyHeader);
-  if (lines.length > 0) return lookupOf(parseIdempotencyKey(lines, carriers.minKeyLength));
+  const line = onlyHeaderLine(request.headers, carriers.keyHeader);
+  if (line === MANY_LINES) {
+    return lookupOf(
+      parseIdempotencyKey(headerValues(request.headers, carriers.keyHeader), carriers.minKeyLength),
+    );
+  }
+  if (line !== undefined) return lookupOf(parseKeyLine(line, carriers.minKeyLength));
   const carried = fromQuery(request, carriers) ?? fromBody(request, carriers);
   if (carried === undefined) return ABSENT;
   if (typeof carried !== 'string') return carried;
   // Other carriers hold the bare key itself, never an sf-string, so a quote is refused outright.
   if (carried.includes('"')) return { status: 'invalid', reason: 'the key may not contain a quote' };
-  return lookupOf(parseIdempotencyKey([carried], carriers.minKeyLength));
+  return lookupOf(parseKeyLine(carried, carriers.minKeyLength));
 }
 
 function fromQuery(request: EngineRequest, carriers: KeyCarriers): string | KeyLookup | undefined {

@@ -23,7 +23,11 @@ const BARE_FORBIDDEN = /["\\,;]/;
  */
 export function parseIdempotencyKey(values: readonly string[], minKeyLength = 1): KeyParseResult {
   if (values.length !== 1) return { ok: false, reason: 'more than one Idempotency-Key field line' };
-  const value = values[0] as string;
+  return parseKeyLine(values[0] as string, minKeyLength);
+}
+
+/** Parses the one field line of an Idempotency-Key header. */
+export function parseKeyLine(value: string, minKeyLength = 1): KeyParseResult {
   // The usual key (a UUID, a bare token) is checked in one pass with no regex and no copy.
   if (value.length >= minKeyLength && value.length <= MAX_KEY_LENGTH && isPlainBareKey(value)) {
     return { ok: true, key: value };

@@ -1,3 +1,4 @@
+import { Counts } from './counts.js';
 import type { Decision } from './decision.js';
 import { DEFAULTS } from './options.js';
 import { toReplay } from './response.js';
@@ -35,7 +36,7 @@ export function completed(rt: EngineRuntime, key: string, record: StoredRecord):
  * key (PostgreSQL NOTIFY, Redis pub/sub).
  */
 export class WaitRoom {
-  private readonly perKey = new Map<string, number>();
+  private readonly perKey = new Counts();
   private readonly signals: SettleSignals;
   private readonly fromStore: SettleSource | undefined;
   private readonly runsLocally: (key: string) => boolean;
@@ -52,16 +53,13 @@ export class WaitRoom {
 
   /** A waiter for `key`, or undefined when the key already has the most waiters allowed. */
   enter(key: string): Waiter | undefined {
-    const count = this.perKey.get(key) ?? 0;
-    if (count >= DEFAULTS.maxWaitersPerKey) return undefined;
-    this.perKey.set(key, count + 1);
+    if (this.perKey.get(key) >= DEFAULTS.maxWaitersPerKey) return undefined;
+    this.perKey.increment(key);
     return new Waiter(key, this.signals, this.fromStore, this.runsLocally);
   }
 
   leave(key: string, waiter: Waiter): void {
     waiter.close();
-    const left = (this.perKey.get(key) ?? 1) - 1;
-    if (left <= 0) this.perKey.delete(key);
-    else this.perKey.set(key, left);
+    this.perKey.decrement(key);
   }
 }

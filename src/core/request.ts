@@ -46,10 +46,21 @@ export function headerValues(headers: HeaderInput, name: string): string[] {
 }
 
 export function headerValue(headers: HeaderInput, name: string): string | undefined {
+  const line = onlyHeaderLine(headers, name);
+  return line === MANY_LINES ? joined(headerValues(headers, name)) : line;
+}
+
+/** What `onlyHeaderLine` answers for a header sent on more than one field line. */
+export const MANY_LINES: unique symbol = Symbol('idemkit.manyHeaderLines');
+
+/**
+ * A header's one field line, undefined when it is absent, or `MANY_LINES`. The usual case, one
+ * line, answers without building a list: this runs several times for every request.
+ */
+export function onlyHeaderLine(headers: HeaderInput, name: string): string | undefined | typeof MANY_LINES {
   if (typeof (headers as { get?: unknown }).get === 'function') {
     return (headers as { get(name: string): string | null }).get(name) ?? undefined;
   }
-  // The usual case, one field line, answers without building a list.
   const record = headers as HeaderRecord;
   const wanted = name.toLowerCase();
   let only: string | undefined;
@@ -57,12 +68,11 @@ export function headerValue(headers: HeaderInput, name: string): string | undefi
     if (field.length !== wanted.length || (field !== wanted && field.toLowerCase() !== wanted)) continue;
     const value = record[field];
     if (value === undefined) continue;
-    if (only !== undefined) return joined(headerValues(headers, name));
-    // A one-line list (Node's `headersDistinct`, which the gateway reads) is that line: no list
-    // is built.
+    if (only !== undefined) return MANY_LINES;
+    // A one-line list (Node's `headersDistinct`, which the gateway reads) is that line.
     if (typeof value === 'string') only = value;
     else if (value.length === 1) only = value[0] as string;
-    else return joined(headerValues(headers, name));
+    else if (value.length > 1) return MANY_LINES;
   }
   return only;
 }

@@ -40,4 +40,41 @@ describe('header records with list values', () => {
       'two lines never reach the record of the first line',
     );
   });
+
+  it('the key: a one-line list is the key; two lines, or a list beside a line, are 400 invalid-key', async () => {
+    const idem = createIdempotency({ store: memoryStore(quiet), sweepIntervalMs: 0, ...quiet });
+    const withKey = (key: Record<string, string | string[]>) =>
+      request({
+        key: null,
+        headers: { 'content-type': 'application/json', authorization: 'Bearer u', ...key },
+      });
+    const detail = (d: Awaited<ReturnType<typeof idem.begin>>) =>
+      d.kind === 'reject'
+        ? (JSON.parse(Buffer.from(d.response.body).toString()) as { detail: string }).detail
+        : d.kind;
+
+    const first = await idem.begin(withKey({ 'idempotency-key': ['k1'] }));
+    assert.equal(first.kind, 'execute');
+    await first.commit(response());
+    assert.equal(
+      (await idem.begin(withKey({ 'idempotency-key': 'k1' }))).kind,
+      'replay',
+      'the same key as a string',
+    );
+    for (const key of [
+      { 'idempotency-key': ['k1', 'k1'] },
+      { 'Idempotency-Key': ['k1'], 'idempotency-key': 'k1' },
+      { 'Idempotency-Key': [], 'idempotency-key': ['k1', 'k2'] },
+    ]) {
+      assert.match(detail(await idem.begin(withKey(key))), /more than one Idempotency-Key field line/);
+    }
+    // An empty list is no line: the other field line is the key.
+    assert.equal(
+      (await idem.begin(withKey({ 'Idempotency-Key': [], 'idempotency-key': 'k1' }))).kind,
+      'replay',
+    );
+    const none = await idem.begin(withKey({ 'idempotency-key': [] }));
+    assert.equal(none.kind === 'reject' && none.code, 'missing-key', 'no line: no key');
+    await idem.close();
+  });
 });
