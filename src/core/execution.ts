@@ -8,8 +8,8 @@ import { problemResponse } from './problem.js';
 import type { EngineRequest } from './request.js';
 import { type EngineResponse, markOriginal, toStoredResponse } from './response.js';
 import { downstreamKeyFor } from './scope.js';
-import type { IdempotencyStore, StoreTransaction } from './store.js';
-import { storeCall, withTimeout } from './store-call.js';
+import type { CompleteRequest, IdempotencyStore, StoreTransaction } from './store.js';
+import { isInProcess, storeCall, withTimeout } from './store-call.js';
 
 export type { CommitResult, ExecuteDecision, HandlerContext } from './decision.js';
 
@@ -278,18 +278,18 @@ class Execution extends Deadline {
   }
 
   private async storeResult(response: EngineResponse): Promise<CommitResult> {
-    const { options, store } = this;
+    const { options } = this;
     const { key, token, retentionMs } = this.p;
     try {
-      const stored = toStoredResponse(
-        response,
-        options.replayAllowlist(this.p.request),
-        options.maxStoredBytes,
-      );
-      const call = () => store.complete({ key, token, response: stored, retentionMs });
+      const completion: CompleteRequest = {
+        key,
+        token,
+        response: toStoredResponse(response, options.replayAllowlist(this.p.request), options.maxStoredBytes),
+        retentionMs,
+      };
       for (let attempt = 1; attempt <= COMPLETE_ATTEMPTS; attempt++) {
         try {
-          if (!(await storeCall(store, 'complete', call, options.storeTimeoutMs))) {
+          if (!(await this.writeCompletion(completion))) {
             this.emit({ type: 'lease-lost', key, generation: this.p.generation });
             return leaseLostResult();
           }
@@ -301,11 +301,18 @@ class Execution extends Deadline {
       }
       // The response is the truth: send it, and keep writing it until the lease ends (F3).
       this.emit({ type: 'non-durable', key });
-      void this.flushInBackground(call, this.lastRenewed + this.p.leaseMs);
+      void this.flushInBackground(() => this.store.complete(completion), this.lastRenewed + this.p.leaseMs);
       return { response: markOriginal(response), disposition: 'store', durable: false };
     } finally {
       this.ended();
     }
+  }
+
+  /** One write of the result; an in-process store's straight away, with no closure to make. */
+  private writeCompletion(completion: CompleteRequest): Promise<boolean> {
+    const store = this.store;
+    if (isInProcess(store)) return store.complete(completion);
+    return storeCall(store, 'complete', () => store.complete(completion), this.options.storeTimeoutMs);
   }
 
   /** F3/F12 in transactional mode: the result and the handler's writes commit together. */
@@ -376,27 +383,40 @@ class Execution extends Deadline {
 
 /**
  * The handler's `ctx`: a class, so `signal` is a getter on the prototype rather than an
- * accessor defined on every ctx. The two functions stay own arrow properties, so a handler may
- * still take them off the object (`const { effectsStarted } = ctx`).
+ * accessor defined on every ctx. The two functions are getters too, each answering one arrow
+ * function made on first read, so a handler may still take them off the object
+ * (`const { effectsStarted } = ctx`) and call them later.
  */
 class ExecutionContext implements HandlerContext {
   private readonly execution: Execution;
+  private readonly key: string;
   readonly fencingToken: number;
-  readonly downstreamKey: () => string;
-  readonly effectsStarted: () => void;
   declare readonly transaction?: unknown;
+  /** Made on first read: most handlers never call them, and two closures per request add up. */
+  private downstreamKeyFn: (() => string) | undefined;
+  private effectsStartedFn: (() => void) | undefined;
 
   constructor(execution: Execution, p: ExecutionParams) {
     this.execution = execution;
+    this.key = p.key;
     this.fencingToken = p.generation;
-    const key = p.key;
-    this.downstreamKey = () => downstreamKeyFor(key);
-    this.effectsStarted = () => execution.markEffectsStarted();
     if (p.transaction) (this as { transaction?: unknown }).transaction = p.transaction.client;
   }
 
   get signal(): AbortSignal {
     return this.execution.signal();
+  }
+
+  get downstreamKey(): () => string {
+    const key = this.key;
+    this.downstreamKeyFn ??= () => downstreamKeyFor(key);
+    return this.downstreamKeyFn;
+  }
+
+  get effectsStarted(): () => void {
+    const execution = this.execution;
+    this.effectsStartedFn ??= () => execution.markEffectsStarted();
+    return this.effectsStartedFn;
   }
 }
 

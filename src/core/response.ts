@@ -62,10 +62,15 @@ export function toStoredResponse(
   allowlist: ReadonlySet<string>,
   maxStoredBytes: number,
 ): StoredResponse {
-  const headers: [string, string][] = [];
-  for (const [name, value] of response.headers) {
+  const lines = response.headers;
+  let count = 0;
+  for (let i = 0; i < lines.length; i++)
+    if (allowlist.has((lines[i] as [string, string])[0].toLowerCase())) count++;
+  const headers = sizedList<[string, string]>(count);
+  for (let i = 0, at = 0; at < count; i++) {
+    const [name, value] = lines[i] as [string, string];
     const lower = name.toLowerCase();
-    if (allowlist.has(lower)) headers.push([lower, value]);
+    if (allowlist.has(lower)) headers[at++] = [lower, value];
   }
   // Streamed past the budget: never held whole, so there is no hash of it either.
   if (response.bodyOmitted)
@@ -84,29 +89,43 @@ export function toStoredResponse(
 
 /** The first answer: the handler's response as it was, marked as not replayed. */
 export function markOriginal(response: EngineResponse): EngineResponse {
-  const headers = withoutHeader(response.headers, REPLAYED_HEADER);
-  headers.push([REPLAYED_HEADER, 'false']);
+  const headers = withoutHeader(response.headers, REPLAYED_HEADER, 1);
+  headers[headers.length - 1] = [REPLAYED_HEADER, 'false'];
   return { ...response, headers };
 }
 
 /** A replay: stored status, identical body bytes, stored headers, marker and `no-store`. */
 export function toReplay(stored: StoredResponse): EngineResponse {
-  const headers = withoutHeader(stored.headers, 'cache-control');
-  headers.push([REPLAYED_HEADER, 'true'], ['cache-control', 'no-store']);
+  const headers = withoutHeader(stored.headers, 'cache-control', 2);
+  headers[headers.length - 2] = [REPLAYED_HEADER, 'true'];
+  headers[headers.length - 1] = ['cache-control', 'no-store'];
   return { status: stored.status, headers, body: stored.body };
 }
 
 /**
- * A new list of the lines not named `lower` (any case), the lines themselves shared. One loop
- * and one array: both callers run for every executed request or replay.
+ * A new list of the lines not named `lower` (any case), the lines themselves shared, with
+ * `room` empty places at its end for the caller's own lines. Both callers run for every
+ * executed request or replay.
  */
-function withoutHeader(lines: readonly [string, string][], lower: string): [string, string][] {
-  const kept: [string, string][] = [];
-  for (let i = 0; i < lines.length; i++) {
+function withoutHeader(lines: readonly [string, string][], lower: string, room: number): [string, string][] {
+  let kept = 0;
+  for (let i = 0; i < lines.length; i++)
+    if ((lines[i] as [string, string])[0].toLowerCase() !== lower) kept++;
+  const list = sizedList<[string, string]>(kept + room);
+  for (let i = 0, at = 0; at < kept; i++) {
     const line = lines[i] as [string, string];
-    if (line[0].toLowerCase() !== lower) kept.push(line);
+    if (line[0].toLowerCase() !== lower) list[at++] = line;
   }
-  return kept;
+  return list;
+}
+
+/**
+ * An array of exactly `length` places for the caller to fill. `[]` and `push` would give a
+ * short header list a backing store of 16 or more places on its first push: garbage on every
+ * request.
+ */
+function sizedList<T>(length: number): T[] {
+  return new Array<T>(length);
 }
 
 /** Statuses whose responses must not carry a body (RFC 9110). */
