@@ -1,6 +1,7 @@
 import { Counter, Registry } from 'prom-client';
 import type { IdempotencyEvent } from '../core/events.js';
 import type { IdempotencyStore } from '../core/store.js';
+import { isInProcess, markInProcess } from '../core/store-call.js';
 
 /*
  * Prometheus metrics for `GET /_idemkit/metrics`, fed by engine events and a store timer. Every
@@ -169,7 +170,9 @@ export function createGatewayMetrics() {
     if (store.defaultSecret) out.defaultSecret = store.defaultSecret.bind(store);
     // Without it a duplicate waiting on another gateway's request would only poll.
     if (store.onSettled) out.onSettled = store.onSettled.bind(store);
-    return out;
+    // Timing adds no I/O: a store that answers from memory still cannot hang, and the engine
+    // skips its timeout race (a promise, a deadline and two callbacks per call).
+    return isInProcess(store) ? markInProcess(out) : out;
   }
 
   return { registry, observe, timed };

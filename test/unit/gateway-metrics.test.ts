@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { isInProcess } from '../../src/core/store-call.js';
 import { createGatewayMetrics } from '../../src/gateway/metrics.js';
+import { createIdempotency } from '../../src/index.js';
 import { memoryStore } from '../../src/stores/memory.js';
+import { request } from '../support/engine-helpers.js';
 
 describe('gateway metrics', () => {
   it('store latency: Prometheus histogram lines per operation, rejections and throws counted too', async () => {
@@ -51,5 +54,28 @@ describe('gateway metrics', () => {
     assert.match(second, /^idemkit_executions_total 3$/m);
     assert.match(second, /^idemkit_rejections_total\{code="missing-key"\} 2$/m);
     assert.match(second, /^idemkit_rejections_total\{code="invalid-key"\} 1$/m);
+  });
+
+  it('the timed memory store stays in-process; a timed store that hangs still meets storeTimeoutMs', {
+    timeout: 10_000,
+  }, async () => {
+    const metrics = createGatewayMetrics();
+    const inner = memoryStore({ onWarning() {} });
+    assert.equal(isInProcess(metrics.timed(inner)), true, 'timing adds no I/O to the memory store');
+    // A spread copy is no longer the memory store (its calls may do anything): no mark, so the
+    // engine keeps racing its calls against the timeout.
+    const hanging = metrics.timed({ ...inner, claim: () => new Promise<never>(() => {}) });
+    assert.equal(isInProcess(hanging), false);
+    const idem = createIdempotency({
+      store: hanging,
+      storeTimeoutMs: 50,
+      sweepIntervalMs: 0,
+      onWarning() {},
+    });
+    const started = Date.now();
+    const decision = await idem.begin(request({ key: 'hangs' }));
+    assert.equal(decision.kind === 'reject' && decision.code, 'store-unavailable');
+    assert.ok(Date.now() - started < 5_000, 'answered, not hung');
+    await idem.close();
   });
 });
